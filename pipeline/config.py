@@ -1,0 +1,86 @@
+"""Loading and validating config.yaml: the schema, then the references between sections.
+
+The Snakefile calls :func:`validate_config` before any job starts; the schema at
+``workflow/schemas/config.schema.yaml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """config.yaml breaks the schema or refers to something it does not define."""
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def check_schema(config: dict[str, Any], source: str = "config") -> None:
+    """Raise :class:`ConfigError` listing every schema violation with its key path."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {_where(e.absolute_path)}: {e.message}" for e in errors]
+        raise ConfigError(f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines))
+
+
+def check_references(config: dict[str, Any], source: str = "config") -> None:
+    """Raise :class:`ConfigError` when a section names a split, method, backbone or model that is not defined."""
+    problems: list[str] = []
+    splits = config["dataset"]["splits"]
+    if config["dataset"]["train_split"] not in splits:
+        problems.append(f"dataset.train_split {config['dataset']['train_split']!r} is not in dataset.splits")
+    if "ground_truth" not in splits.get(config["dataset"]["train_split"], {}):
+        problems.append("dataset.train_split needs ground_truth")
+    for split in config["dataset"]["eval_splits"]:
+        if split not in splits:
+            problems.append(f"dataset.eval_splits names {split!r}, which is not in dataset.splits")
+    for name, backbone in config["backbones"].items():
+        modality = backbone["modality"]
+        if modality.startswith("flow/") and modality.split("/", 1)[1] not in config["flow"]["methods"]:
+            problems.append(f"backbones.{name}.modality {modality!r} needs {modality.split('/', 1)[1]!r} in flow.methods")
+    for name, model in config["models"].items():
+        if model["backbone"] not in config["backbones"]:
+            problems.append(f"models.{name}.backbone {model['backbone']!r} is not in backbones")
+    for name, fusion in config["fusions"].items():
+        for model in fusion["models"]:
+            if model not in config["models"]:
+                problems.append(f"fusions.{name}.models names {model!r}, which is not in models")
+    reserved = {"baseline-prior"} | {f"fusion-{f}" for f in config["fusions"]}
+    for name in config["models"]:
+        if name in reserved or name.startswith("fusion-"):
+            problems.append(f"models.{name}: the name is reserved for fusions and the baseline")
+    if problems:
+        raise ConfigError(f"{source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Check the schema and the references; return ``config`` unchanged."""
+    check_schema(config, source)
+    check_references(config, source)
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file."""
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    return validate_config(config, str(path))
+
+
+def section_json(section: Any) -> str:
+    """A config section as canonical JSON: the ``--params`` of a stage (stable, so Snakemake sees real changes only)."""
+    return json.dumps(section, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,73 @@
+"""Late fusion strategies, on values computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import fusion
+from pipeline.ava import formats
+from pipeline.errors import InputError
+from pipeline.scores import read_logits, sigmoid, write_logits
+
+LABELS = formats.LabelMap(ids=(3, 12), names=("a", "b"), label_types=(None, None))
+
+
+def boxes(n: int, shift: float = 0.0) -> formats.AvaRows:
+    return formats.AvaRows(
+        video_id=np.array(["v"] * n), timestamp=np.arange(902, 902 + n, dtype=np.int64),
+        box=np.tile(np.array([[0.1 + shift, 0.1, 0.5, 0.9]], np.float32), (n, 1)),
+        action_id=np.full(n, -1, np.int64), person_id=np.full(n, -1, np.int64), score=np.ones(n, np.float32))
+
+
+def test_mean_prob_averages_after_the_sigmoid():
+    logits = np.array([[[0.0, 2.0]], [[2.0, -2.0]]], np.float32)
+    got = fusion.fuse_probabilities(logits, "mean_prob")
+    expected = [(0.5 + 1 / (1 + np.exp(-2))) / 2, (1 / (1 + np.exp(-2)) + 1 / (1 + np.exp(2))) / 2]
+    np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+
+
+def test_mean_logit_averages_before_the_sigmoid():
+    logits = np.array([[[0.0, 2.0]], [[2.0, -2.0]]], np.float32)
+    np.testing.assert_allclose(fusion.fuse_probabilities(logits, "mean_logit")[0], [1 / (1 + np.exp(-1)), 0.5], rtol=1e-6)
+
+
+def test_topk_keeps_the_n_halves_largest_logits():
+    # n = 5 models -> k = 2: the two largest logits of each class are averaged.
+    logits = np.array([-3.0, 1.0, 4.0, 0.0, 2.0], np.float32).reshape(5, 1, 1)
+    np.testing.assert_allclose(fusion.fuse_probabilities(logits, "topk_logit"), [[1 / (1 + np.exp(-3.0))]], rtol=1e-6)
+    # n = 3 -> k = 1: the largest.
+    np.testing.assert_allclose(fusion.fuse_probabilities(logits[:3], "topk_logit"), [[1 / (1 + np.exp(-4.0))]], rtol=1e-6)
+
+
+def test_fused_logit_inverts_the_sigmoid():
+    p = np.array([0.1, 0.5, 0.9], np.float32)
+    np.testing.assert_allclose(sigmoid(fusion.probability_logit(p)), p, rtol=1e-5)
+
+
+def test_fusion_cli_writes_one_row_per_box_and_class(tmp_path):
+    pbtxt = tmp_path / "labels.pbtxt"
+    formats.write_label_map(pbtxt, LABELS)
+    paths = []
+    for i, values in enumerate(([[0.0, 1.0], [2.0, -1.0]], [[2.0, 1.0], [0.0, -3.0]])):
+        path = tmp_path / f"m{i}.logits.parquet"
+        write_logits(path, boxes(2), np.array(values, np.float32), LABELS, "predict", {})
+        paths.append(str(path))
+    out = tmp_path / "fused.csv"
+    assert fusion.main(["--logits", *paths, "--label-map", str(pbtxt), "--out", str(out),
+                        "--out-logits", str(tmp_path / "fused.parquet"),
+                        "--params", '{"models": ["a", "b"], "strategy": "mean_logit"}']) == 0
+    rows = formats.read_detections(out)
+    assert len(rows) == 4
+    np.testing.assert_array_equal(rows.action_id, [3, 12, 3, 12])
+    np.testing.assert_allclose(rows.score, sigmoid(np.array([1.0, 1.0, 1.0, -2.0])), atol=1e-5)
+    fused_boxes, fused_logits = read_logits(tmp_path / "fused.parquet", LABELS)
+    np.testing.assert_allclose(fused_logits, [[1.0, 1.0], [1.0, -2.0]], atol=1e-4)
+
+
+def test_fusion_refuses_models_on_different_boxes(tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write_logits(a, boxes(2), np.zeros((2, 2), np.float32), LABELS, "predict", {})
+    write_logits(b, boxes(2, shift=0.05), np.zeros((2, 2), np.float32), LABELS, "predict", {})
+    with pytest.raises(InputError, match="other boxes"):
+        fusion.load_aligned([str(a), str(b)], LABELS)

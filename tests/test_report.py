@@ -1,0 +1,47 @@
+"""The report puts every model beside the baseline and draws its figures."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline import report
+from pipeline.ava import formats
+
+LABELS = formats.LabelMap(ids=(12, 79), names=("stand", "talk to"), label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
+PARAMS = {
+    "baseline": "baseline-prior", "eval_splits": ["val"],
+    "backbones": {"b": {"arch": "r3d_tiny", "modality": "rgb", "clip_frames": 8, "input_size": 112}},
+    "models": {"rgb": {"backbone": "b", "head": "linear"}},
+    "fusions": {"mean": {"models": ["rgb", "flow"], "strategy": "mean_prob"}},
+}
+
+
+def evaluation(m: float) -> dict:
+    return {"mAP": m, "per_class": {"12": m + 0.1, "79": m - 0.1},
+            "per_type": {"PERSON_MOVEMENT": m + 0.1, "PERSON_INTERACTION": m - 0.1},
+            "n_gt": {"12": 10, "79": 4},
+            "pr": {"12": {"precision": [1.0, 0.5], "recall": [0.5, 1.0]}, "79": {"precision": [], "recall": []}}}
+
+
+def test_report_tables_and_figures(tmp_path):
+    paths = []
+    for model, m in (("rgb", 0.6), ("fusion-mean", 0.7), ("baseline-prior", 0.2)):
+        path = tmp_path / "eval" / model / "val.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(evaluation(m)))
+        paths.append(str(path))
+    metrics = tmp_path / "val.metrics.json"
+    metrics.write_text(json.dumps({"recall": 0.95, "precision": 0.8, "ap": 0.9}))
+    out = tmp_path / "report"
+    pbtxt = tmp_path / "labels.pbtxt"
+    formats.write_label_map(pbtxt, LABELS)
+    assert report.main(["--evaluations", *paths, "--detect-metrics", str(metrics), "--label-map", str(pbtxt),
+                        "--out-dir", str(out), "--params", json.dumps(PARAMS)]) == 0
+    index = (out / "index.md").read_text()
+    assert "| rgb | rgb | r3d_tiny, linear head | 60.00 | +40.00 |" in index
+    assert "| fusion-mean | rgb + flow | fusion: mean_prob | 70.00 | +50.00 |" in index
+    assert "| val | 95.00 | 80.00 | 90.00 |" in index
+    assert "| 79 | talk to | 4 | 50.00 | 60.00 | 10.00 |" in index
+    assert "| rgb | (3, 8, 112, 112) | rgb | r3d_tiny, linear head | 60.00 |" in (out / "table1.md").read_text()
+    for png in ("ap_per_class_val.png", "pr_fusion-mean_val.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
