@@ -19,7 +19,7 @@ rule frames:
     conda:
         "../../envs/media.yaml"
     shell:
-        "python -m pipeline.media.frames --video {input.video:q} --video-id {wildcards.video:q}"
+        "python -m pipeline.media.frames --video {input.video:q} --video-id={wildcards.video:q}"
         " --time-offset {params.time_offset} {params.windows}"
         " --out {output} --params {params.json:q} --threads {threads} > {log} 2>&1"
 
@@ -67,5 +67,5 @@ rule audio:
     conda:
         "../../envs/media.yaml"
     shell:
-        "python -m pipeline.media.audio --video {input.video:q} --video-id {wildcards.video:q}"
+        "python -m pipeline.media.audio --video {input.video:q} --video-id={wildcards.video:q}"
         " --time-offset {params.time_offset} --out {output} --params {params.json:q} > {log} 2>&1"

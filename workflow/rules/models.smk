@@ -44,7 +44,7 @@ rule features:
     conda:
         "../../envs/models.yaml"
     shell:
-        "python -m pipeline.features --weights {input.weights} --store {input.store} --video-id {wildcards.video:q}"
+        "python -m pipeline.features --weights {input.weights} --store {input.store} --video-id={wildcards.video:q}"
         " --keyframes {input.keyframes} --detections {input.detections} {params.gt} --label-map {input.label_map}"
         " --out {output} --params {params.json:q} --threads {threads} > {log} 2>&1"
 
