@@ -108,8 +108,8 @@ def detector_table(metrics: dict[str, dict[str, Any]]) -> str:
     lines = ["| split | recall@0.5 | precision@0.5 | AP@0.5 | boxes | ground-truth persons |",
              "| --- | --- | --- | --- | --- | --- |"]
     for split, m in metrics.items():
-        lines.append(f"| {split} | {pct(m.get('recall'))} | {pct(m.get('precision'))} | {pct(m.get('ap'))} "
-                     f"| {m.get('n_detections', '–')} | {m.get('n_ground_truth', '–')} |")
+        lines.append(f"| {split} | {pct(m.get('recall'))} | {pct(m.get('precision'))} | {pct(m.get('ap50'))} "
+                     f"| {m.get('n_detections', '–')} | {m.get('n_gt_boxes', '–')} |")
     return "\n".join(lines)
 
 
@@ -156,7 +156,8 @@ def plot_pr(evaluation: dict[str, Any], label_map: formats.LabelMap, title: str,
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
-    ax.legend(fontsize=6, loc="lower left")
+    if ax.lines:
+        ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     _save(fig, path)
 

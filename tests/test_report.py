@@ -31,7 +31,7 @@ def test_report_tables_and_figures(tmp_path):
         path.write_text(json.dumps(evaluation(m)))
         paths.append(str(path))
     metrics = tmp_path / "val.metrics.json"
-    metrics.write_text(json.dumps({"recall": 0.95, "precision": 0.8, "ap": 0.9}))
+    metrics.write_text(json.dumps({"recall": 0.95, "precision": 0.8, "ap50": 0.9}))
     out = tmp_path / "report"
     pbtxt = tmp_path / "labels.pbtxt"
     formats.write_label_map(pbtxt, LABELS)
