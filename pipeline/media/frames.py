@@ -1,0 +1,444 @@
+"""Frames stage: decode a video with ffmpeg into the per-video JPEG store ``results/frames/{video}.h5``.
+
+Store layout (DESIGN.md): ``jpeg`` variable-length uint8 [T], one JPEG per frame; ``t`` float64 [T],
+AVA-timeline seconds (decoder pts in video time + time_offset); attrs fps, height, width, plus
+video_id, time_offset, window, context_s and provenance.
+
+Frame selection happens in ffmpeg's ``select`` filter, on the decoder's timestamps:
+- rate: the video time axis is cut into slots of 1/fps seconds starting at 0, and the first
+  decoded frame of each slot is kept. Every kept frame keeps its own source pts (no resampling,
+  no duplication), so variable frame rate sources stay exact and a source slower than ``fps``
+  simply keeps all its frames.
+- window ``clips``: only frames whose AVA time lies in [k - context_s, k + context_s] for a
+  keyframe k of the video are kept. The rate rule looks at every decoded frame, so a clips store
+  holds exactly the frames of the ``all`` store that fall in the windows.
+The frames are resized in ffmpeg to the configured short side (display aspect kept, even sizes,
+area averaging), converted to BT.601 limited-range YUV 4:2:0 (from the colour matrix the source is
+tagged with), sent through a pipe as YUV4MPEG2, and turned into RGB and JPEG by OpenCV on a
+thread pool (half the pipe bytes of RGB, and the colour conversion runs on the encoding threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import cv2
+import ffmpeg as ffmpeg_python
+import h5py
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, ffmpeg_exe, read_frame_times, stderr_tail
+from pipeline.progress import progress
+from pipeline.store import atomic_path, set_h5_provenance
+
+WINDOWS = ("all", "clips")
+#: Slack (seconds) on window edges, for the float rounding of pts * time_base.
+TIME_TOLERANCE = 1e-7
+#: Slack (in slots) so that a frame exactly on a slot boundary opens that slot despite rounding.
+SLOT_TOLERANCE = 1e-4
+JPEG_BATCH = 256
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters and frame selection
+
+
+def check_params(params: dict) -> dict:
+    """Validate the ``frames`` config section; returns it with defaults filled in.
+
+    Keys: short_side (int > 0, pixels), fps (float > 0, or None for every decoded frame),
+    window ("all" | "clips"), jpeg_quality (1..100).
+    """
+    known = {"short_side", "fps", "window", "jpeg_quality"}
+    unknown = set(params) - known
+    if unknown:
+        raise ValueError(f"frames params: unknown keys {sorted(unknown)}")
+    out = {"short_side": 256, "fps": None, "window": "all", "jpeg_quality": 90, **params}
+    if int(out["short_side"]) <= 0:
+        raise ValueError(f"frames params: short_side must be positive, got {out['short_side']}")
+    if out["fps"] is not None and float(out["fps"]) <= 0:
+        raise ValueError(f"frames params: fps must be positive or null, got {out['fps']}")
+    if out["window"] not in WINDOWS:
+        raise ValueError(f"frames params: window must be one of {WINDOWS}, got {out['window']!r}")
+    if not 1 <= int(out["jpeg_quality"]) <= 100:
+        raise ValueError(f"frames params: jpeg_quality must be in 1..100, got {out['jpeg_quality']}")
+    return out
+
+
+def read_keyframe_times(path: str | Path, video_id: str) -> np.ndarray:
+    """Keyframe times of ``video_id`` from a ``video_id,timestamp`` CSV without header.
+
+    Returns float64 [K], sorted unique AVA-timeline seconds. Raises :class:`InputError` naming
+    the line of a malformed row.
+    """
+    times = []
+    with open(path, newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise InputError(path, f"expected video_id,timestamp, got {','.join(row)!r}", line=number)
+            if row[0].strip() != video_id:
+                continue
+            try:
+                times.append(float(row[1]))
+            except ValueError:
+                raise InputError(path, f"timestamp {row[1]!r} is not a number", line=number) from None
+    return np.unique(np.asarray(times, dtype=np.float64))
+
+
+def merge_windows(centers: np.ndarray, half_width: float) -> list[tuple[float, float]]:
+    """Union of the intervals [c - half_width, c + half_width] as sorted disjoint (start, end) pairs."""
+    merged: list[tuple[float, float]] = []
+    for center in np.sort(centers):
+        start, end = float(center - half_width), float(center + half_width)
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def in_windows(times: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
+    """bool [n]: whether each time lies in one of ``windows`` (edges included, within TIME_TOLERANCE)."""
+    inside = np.zeros(len(times), dtype=bool)
+    for start, end in windows:
+        inside |= (times >= start - TIME_TOLERANCE) & (times <= end + TIME_TOLERANCE)
+    return inside
+
+
+def select_expression(fps: float | None, windows: list[tuple[float, float]] | None) -> str | None:
+    """ffmpeg ``select`` expression for the rate rule and the windows (given in video time).
+
+    None when every decoded frame is kept.
+    """
+    terms = []
+    if fps is not None:
+        slot = f"floor(%s*{fps!r}+{SLOT_TOLERANCE!r})"
+        terms.append(f"(isnan(prev_t)+gt({slot % 't'},{slot % 'prev_t'}))")
+    if windows is not None:
+        inside = "+".join(f"between(t,{start - TIME_TOLERANCE!r},{end + TIME_TOLERANCE!r})"
+                          for start, end in windows)
+        terms.append(f"gt({inside or '0'},0)")
+    return "*".join(terms) or None
+
+
+def scale_filter_args(short_side: int) -> dict[str, str]:
+    """``scale`` filter arguments: short side of the *displayed* picture (sar applied) to
+    ``short_side``, the other side to the nearest even size keeping the display aspect ratio;
+    output in the BT.601 limited-range YUV that OpenCV's I420 conversion expects."""
+    landscape = "gte(iw*sar,ih)"
+    return {
+        "w": f"if({landscape},2*round({short_side}*iw*sar/ih/2),{short_side})",
+        "h": f"if({landscape},{short_side},2*round({short_side}*ih/(iw*sar)/2))",
+        "flags": "area", "out_color_matrix": "bt601", "out_range": "tv",
+    }
+
+
+def decode_command(video: str | Path, params: dict, windows_video_time: list[tuple[float, float]] | None,
+                   stats_path: Path, threads: int) -> list[str]:
+    """ffmpeg command that writes the selected, resized frames to stdout as YUV4MPEG2 (4:2:0) and
+    their pts (filter time base) to ``stats_path``."""
+    stream = ffmpeg_python.input(str(video), threads=threads)["v:0"]
+    expression = select_expression(params["fps"], windows_video_time)
+    if expression is not None:
+        stream = stream.filter("select", expression)
+    stream = (stream.filter("scale", **scale_filter_args(int(params["short_side"]))).filter("setsar", "1")
+              .filter("format", "yuv420p"))
+    out = stream.output("pipe:", format="yuv4mpegpipe", fps_mode="passthrough",
+                        enc_time_base="filter", stats_enc_pre=str(stats_path),
+                        stats_enc_pre_fmt=FRAME_STATS_FORMAT)
+    return out.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding and encoding
+
+
+def read_y4m_frames(pipe: IO[bytes]) -> Iterator[np.ndarray]:
+    """Frames of a YUV4MPEG2 4:2:0 stream: uint8 [H * 3 // 2, W] I420 planes (Y, then U, then V) each."""
+    header = pipe.readline().split()
+    if not header:
+        return
+    if header[0] != b"YUV4MPEG2":
+        raise ValueError(f"not a YUV4MPEG2 stream: {b' '.join(header)[:60]!r}")
+    fields = {token[:1]: token[1:] for token in header[1:]}
+    if not fields.get(b"C", b"420").startswith(b"420"):
+        raise ValueError(f"expected 4:2:0 frames, got C{fields[b'C'].decode()}")
+    width, height = int(fields[b"W"]), int(fields[b"H"])
+    size = width * height * 3 // 2
+    while True:
+        marker = pipe.readline()
+        if not marker:
+            return
+        if not marker.startswith(b"FRAME"):
+            raise ValueError(f"bad YUV4MPEG2 frame header {marker[:20]!r}")
+        data = pipe.read(size)
+        if len(data) != size:
+            raise ValueError(f"truncated frame: {len(data)} of {size} bytes")
+        yield np.frombuffer(data, dtype=np.uint8).reshape(height * 3 // 2, width)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG of an RGB image uint8 [H, W, 3] (or a gray one [H, W]) as uint8 [nbytes]."""
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    return _imencode(image, quality)
+
+
+def encode_i420_jpeg(i420: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG (uint8 [nbytes]) of an I420 frame uint8 [H * 3 // 2, W] (BT.601 limited range)."""
+    return _imencode(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), quality)
+
+
+def _imencode(bgr: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("cv2.imencode failed")
+    return buf.reshape(-1)
+
+
+def decode_jpeg(buf: np.ndarray, gray: bool = False) -> np.ndarray:
+    """Inverse of :func:`encode_jpeg`: uint8 [H, W, 3] RGB, or [H, W] when ``gray``."""
+    if gray:
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def encoded_in_order(frames: Iterator[np.ndarray], quality: int,
+                     threads: int) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+    """JPEG-encode I420 ``frames`` on ``threads`` threads (OpenCV releases the GIL), keeping their order.
+
+    Yields (jpeg uint8 [nbytes], (height, width)) per frame; at most 4 * threads frames in flight.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pending: collections.deque = collections.deque()
+        for frame in frames:
+            shape = (frame.shape[0] * 2 // 3, frame.shape[1])
+            pending.append((pool.submit(encode_i420_jpeg, frame, quality), shape))
+            if len(pending) >= 4 * max(1, threads):
+                future, shape = pending.popleft()
+                yield future.result(), shape
+        while pending:
+            future, shape = pending.popleft()
+            yield future.result(), shape
+
+
+def extract_frames(video: str | Path, out: str | Path, video_id: str, time_offset: float, params: dict,
+                   keyframes: str | Path | None = None, context_s: float | None = None,
+                   threads: int = 1) -> int:
+    """Decode ``video`` into the frame store ``out``; returns the number of frames stored.
+
+    ``keyframes`` and ``context_s`` are required when ``params["window"] == "clips"``.
+    """
+    params = check_params(params)
+    windows = None
+    if params["window"] == "clips":
+        if keyframes is None or context_s is None:
+            raise ValueError("window=clips needs --keyframes and --context-s")
+        centers = read_keyframe_times(keyframes, video_id)
+        if len(centers) == 0:
+            raise InputError(keyframes, f"no keyframe of video {video_id!r}: window=clips would keep no frame")
+        windows = merge_windows(centers, float(context_s))
+    windows_video_time = None if windows is None else [(a - time_offset, b - time_offset) for a, b in windows]
+
+    with tempfile.TemporaryDirectory(prefix="frames") as tmp, atomic_path(out) as tmp_out:
+        stats = Path(tmp) / "frames.txt"
+        errors = Path(tmp) / "stderr.txt"
+        cmd = decode_command(video, params, windows_video_time, stats, threads)
+        with open(errors, "wb") as err_handle, h5py.File(tmp_out, "w") as h5:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_handle, bufsize=1 << 20)
+            broken: ValueError | None = None
+            try:
+                n, shape = _write_jpegs(h5, proc.stdout, params["jpeg_quality"], threads, video_id)
+            except ValueError as err:  # a broken stream: ffmpeg's own error, when it has one, says more
+                broken = err
+            finally:
+                proc.stdout.close()
+                code = proc.wait()
+            if code != 0:
+                raise InputError(video, f"ffmpeg failed (exit {code}): "
+                                        f"{stderr_tail(errors.read_text(errors='replace'))}") from broken
+            if broken is not None:
+                raise InputError(video, f"bad frame stream from ffmpeg: {broken}") from broken
+            times = read_frame_times(stats)
+            if len(times) != n:
+                raise RuntimeError(f"{video}: ffmpeg reported {len(times)} frame times for {n} frames")
+            if n == 0:
+                raise InputError(video, "no frame selected: the video is empty or the windows miss it")
+            times = times + float(time_offset)
+            if windows is not None and not in_windows(times, windows).all():
+                raise RuntimeError(f"{video}: ffmpeg kept frames outside the keyframe windows")
+            if np.any(np.diff(times) <= 0):
+                raise InputError(video, "decoded frame times are not increasing")
+            h5.create_dataset("t", data=times, dtype=np.float64)
+            fps = stored_rate(times, params["fps"])
+            h5.attrs.update({
+                "fps": fps, "height": shape[0], "width": shape[1], "video_id": video_id,
+                "time_offset": float(time_offset), "window": params["window"],
+                "context_s": float(context_s) if windows is not None else float("nan"),
+                "source": str(video),
+            })
+            set_h5_provenance(h5, "frames", {**params, "context_s": context_s, "time_offset": time_offset})
+    return n
+
+
+def stored_rate(times: np.ndarray, requested: float | None) -> float:
+    """Frame rate of a store with frame times ``times`` (float64 [n]), to 1e-6.
+
+    The mean rate over its intervals shorter than twice the median one (the gaps between clip
+    windows left out), capped at ``requested``: a source slower than the requested rate keeps
+    its own. 0 for a single frame.
+    """
+    intervals = np.diff(times)
+    if len(intervals) == 0:
+        return 0.0
+    inside = intervals[intervals < 2 * np.median(intervals)]
+    rate = len(inside) / inside.sum() if len(inside) else 1.0 / np.median(intervals)
+    return round(float(min(rate, float(requested)) if requested is not None else rate), 6)
+
+
+def _write_jpegs(h5: h5py.File, pipe: IO[bytes], quality: int, threads: int,
+                 video_id: str) -> tuple[int, tuple[int, int]]:
+    """Stream YUV4MPEG2 frames from ``pipe`` into the vlen dataset ``jpeg`` of ``h5`` as JPEGs.
+
+    Returns (number of frames, (height, width)); all frames must have one size.
+    """
+    dataset = h5.create_dataset("jpeg", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8),
+                                chunks=(JPEG_BATCH,))
+    batch: list[np.ndarray] = []
+    shape: tuple[int, int] | None = None
+    n = 0
+    bar = progress(encoded_in_order(read_y4m_frames(pipe), quality, threads), desc=f"frames {video_id}", unit="frame")
+    for jpeg, frame_shape in bar:
+        if shape is None:
+            shape = frame_shape
+        elif frame_shape != shape:
+            raise ValueError(f"frame size changed from {shape} to {frame_shape} at frame {n}")
+        batch.append(jpeg)
+        n += 1
+        if len(batch) == JPEG_BATCH:
+            _append(dataset, batch)
+    _append(dataset, batch)
+    return n, shape or (0, 0)
+
+
+def _append(dataset: h5py.Dataset, batch: list[np.ndarray]) -> None:
+    """Append the arrays of ``batch`` to a 1-D vlen ``dataset`` and empty ``batch``."""
+    if not batch:
+        return
+    start = dataset.shape[0]
+    dataset.resize((start + len(batch),))
+    column = np.empty(len(batch), dtype=object)
+    column[:] = batch
+    dataset[start:] = column
+    batch.clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# Reader
+
+
+class TimedStore:
+    """Shared part of the per-video stores: the times ``t`` and nearest/clip indexing."""
+
+    t: np.ndarray
+
+    def nearest(self, times: np.ndarray) -> np.ndarray:
+        """int64 [n]: index of the stored item whose time is nearest each of ``times`` (earlier on ties)."""
+        times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        if len(self.t) == 1:
+            return np.zeros(len(times), dtype=np.int64)
+        right = np.clip(np.searchsorted(self.t, times), 1, len(self.t) - 1)
+        left = right - 1
+        take_right = np.abs(self.t[right] - times) < np.abs(times - self.t[left])
+        return np.where(take_right, right, left).astype(np.int64)
+
+    def clip_indices(self, center_t: float, n_frames: int, stride: int) -> np.ndarray:
+        """int64 [n_frames]: nearest(center_t) + (arange(n_frames) - n_frames // 2) * stride, clamped."""
+        center = int(self.nearest(np.array([center_t]))[0])
+        indices = center + (np.arange(n_frames) - n_frames // 2) * stride
+        return np.clip(indices, 0, len(self.t) - 1).astype(np.int64)
+
+
+class FrameStore(TimedStore):
+    """Reader of a frame store; ``with FrameStore(path) as fs: fs.clip(902.0, 8, 2)``.
+
+    t: float64 [T] AVA-timeline seconds; fps, height, width, video_id from the attrs.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._h5 = h5py.File(self.path, "r")
+        self._jpeg = self._h5["jpeg"]
+        self.t = self._h5["t"][:]
+        self.fps = float(self._h5.attrs["fps"])
+        self.height = int(self._h5.attrs["height"])
+        self.width = int(self._h5.attrs["width"])
+        self.video_id = str(self._h5.attrs.get("video_id", self.path.stem))
+
+    def __enter__(self) -> "FrameStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def read_jpeg(self, indices: np.ndarray) -> list[np.ndarray]:
+        """The stored JPEG bytes (uint8 [nbytes] each) of frames ``indices``."""
+        return [self._jpeg[int(i)] for i in np.atleast_1d(indices)]
+
+    def read(self, indices: np.ndarray, gray: bool = False) -> np.ndarray:
+        """uint8 [n, H, W, 3] RGB frames at ``indices`` ([n, H, W] grayscale when ``gray``)."""
+        indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        shape = (len(indices), self.height, self.width) + (() if gray else (3,))
+        out = np.empty(shape, dtype=np.uint8)
+        cache: dict[int, np.ndarray] = {}
+        for k, index in enumerate(indices.tolist()):
+            if index not in cache:
+                cache[index] = decode_jpeg(self._jpeg[index], gray=gray)
+            out[k] = cache[index]
+        return out
+
+    def clip(self, center_t: float, n_frames: int, stride: int) -> np.ndarray:
+        """uint8 [n_frames, H, W, 3]: the frames of :meth:`TimedStore.clip_indices`."""
+        return self.read(self.clip_indices(center_t, n_frames, stride))
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.media.frames", description=__doc__.splitlines()[0])
+    parser.add_argument("--video", required=True, help="input video file")
+    parser.add_argument("--video-id", required=True)
+    parser.add_argument("--time-offset", type=float, default=900.0, help="AVA time of video time 0")
+    parser.add_argument("--out", required=True, help="output frame store (.h5)")
+    parser.add_argument("--params", required=True, help="config.yaml's frames section as JSON")
+    parser.add_argument("--keyframes", help="video_id,timestamp CSV (window=clips)")
+    parser.add_argument("--context-s", type=float, help="seconds kept each side of a keyframe (window=clips)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    n = extract_frames(args.video, args.out, args.video_id, args.time_offset, json.loads(args.params),
+                       keyframes=args.keyframes, context_s=args.context_s, threads=args.threads)
+    print(f"{args.video_id}: {n} frames -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

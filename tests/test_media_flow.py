@@ -1,0 +1,145 @@
+"""Flow stage: quantization, accuracy on known motion (translation, rotation, zoom), the store and pairs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.media import flow as flow_mod
+from pipeline.media.ffmpeg import ffmpeg_exe
+from pipeline.media.flow import (FlowStore, affine_pair, compute_flow, dequantize, known_motions, make_flow,
+                                 mean_endpoint_error, method_params, quantize, textured_image)
+from pipeline.media.frames import FrameStore, extract_frames
+
+OFFSET = 900.0
+SIZE = 112
+STEP = np.array([2.0, -1.0])  # pixels per frame of the test video's motion (dx, dy)
+#: Mean endpoint error bounds (pixels) inside a 16-pixel margin, for OpenCV's default parameters.
+EPE_BOUND = {"translate": 0.05, "rotate": 0.2, "zoom": 0.2}
+
+
+@pytest.mark.parametrize("method", ["farneback", "tvl1"])
+@pytest.mark.parametrize("motion", ["translate", "rotate", "zoom"])
+def test_endpoint_error_on_known_motion(method, motion):
+    cv2.setNumThreads(1)
+    frame0, frame1, truth = affine_pair(textured_image(SIZE), known_motions(SIZE)[motion])
+    flow = make_flow(method, method_params(method, {}))(frame0, frame1)
+    assert flow.shape == (SIZE, SIZE, 2) and flow.dtype == np.float32
+    assert mean_endpoint_error(flow, truth) < EPE_BOUND[motion]
+    # Through the store's quantization (bound 20) the error grows by at most bound / 255.
+    stored = dequantize(quantize(flow, 20.0), 20.0)
+    assert mean_endpoint_error(stored, truth) < EPE_BOUND[motion] + 20.0 / 255
+    assert flow_mod.known_motion_errors(method, {}, SIZE)[motion] == mean_endpoint_error(flow, truth)
+
+
+def test_quantization_round_trip_error_is_within_half_a_step():
+    bound = 15.0
+    values = np.linspace(-bound, bound, 100_001, dtype=np.float32)
+    q = quantize(values, bound)
+    assert q.dtype == np.uint8 and q.min() == 0 and q.max() == 255
+    assert np.abs(dequantize(q, bound) - values).max() <= bound / 255 + 1e-5
+    np.testing.assert_array_equal(quantize(np.float32([-100, 100, 0]), bound), [0, 255, 128])
+
+
+def test_every_opencv_parameter_is_configurable_and_names_are_checked():
+    assert set(method_params("tvl1", {})) == set(flow_mod.TVL1_SETTERS)
+    tvl1 = method_params("tvl1", {"tvl1": {"warps": 2, "lambda": 0.3}})
+    assert tvl1["warps"] == 2 and tvl1["lambda"] == 0.3 and tvl1["tau"] == 0.25
+    with pytest.raises(ValueError, match="unknown farneback parameters.*winsiz"):
+        method_params("farneback", {"farneback": {"winsiz": 3}})
+    with pytest.raises(ValueError, match="flow method"):
+        method_params("brox", {})
+    frame0, frame1, _ = affine_pair(textured_image(48), known_motions(48)["translate"])
+    coarse = make_flow("tvl1", method_params("tvl1", {"tvl1": {"nscales": 1, "warps": 1, "outer_iterations": 1}}))
+    fine = make_flow("tvl1", method_params("tvl1", {}))
+    assert not np.allclose(coarse(frame0, frame1), fine(frame0, frame1))
+
+
+def test_pairs_only_between_consecutive_frames():
+    t = np.array([0.0, 0.08, 0.16, 1.0, 1.08, 1.2, 1.24])
+    np.testing.assert_array_equal(flow_mod.pair_starts(t, 12.5), [0, 1, 3, 4, 5])
+    np.testing.assert_array_equal(flow_mod.pair_starts(t, 0.0), np.arange(6))
+
+
+@pytest.fixture(scope="module")
+def moving_video(tmp_path_factory) -> Path:
+    """A lossless 10 fps video of a texture moving by STEP pixels per frame, 12 frames."""
+    path = tmp_path_factory.mktemp("flowvideo") / "moving.mkv"
+    big = textured_image(SIZE + 64, seed=1)
+    frames = []
+    for k in range(12):
+        shift = np.float32([[1, 0, STEP[0] * k - 24], [0, 1, STEP[1] * k - 24]])
+        gray = cv2.warpAffine(big, shift, (SIZE + 16, SIZE), flags=cv2.INTER_CUBIC)
+        frames.append(np.repeat(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None], 3, axis=2))
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{SIZE + 16}x{SIZE}", "-r", "10", "-i", "-", "-c:v", "ffv1", str(path)],
+                   input=np.stack(frames).tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize("method", ["farneback", "tvl1"])
+def test_flow_stage_recovers_the_motion(moving_video, tmp_path, method):
+    frames = tmp_path / "frames.h5"
+    extract_frames(moving_video, frames, "moving", OFFSET, {"short_side": SIZE, "fps": None, "jpeg_quality": 95})
+    out = tmp_path / "flow.h5"
+    params = {"bound": 10.0, "jpeg_quality": 95, "tvl1": {"warps": 3, "nscales": 3}}
+    assert flow_mod.main(["--frames", str(frames), "--method", method, "--out", str(out),
+                          "--params", json.dumps(params), "--threads", "2"]) == 0
+    with FrameStore(frames) as fs, FlowStore(out) as flow:
+        assert len(flow) == len(fs) - 1 == 11
+        np.testing.assert_array_equal(flow.t, fs.t[:-1])
+        assert (flow.bound, flow.height, flow.width) == (10.0, SIZE, SIZE + 16)
+        clip = flow.clip(flow.t[5], 4, 1)
+        assert clip.shape == (4, SIZE, SIZE + 16, 3) and clip.dtype == np.float32
+        np.testing.assert_array_equal(clip[..., 2], clip[..., 0] * clip[..., 1])
+        mean = flow.read(np.arange(len(flow)))[:, 16:-16, 16:-16, :2].mean(axis=(0, 1, 2))
+        np.testing.assert_allclose(mean, STEP, atol=0.15)
+    with h5py.File(out) as h5:
+        assert h5["x"].dtype == h5py.vlen_dtype(np.uint8) and h5.attrs["method"] == method
+        assert method in h5.attrs["provenance_params"]
+
+
+def test_threads_give_the_same_store_as_one_thread(moving_video, tmp_path):
+    frames = tmp_path / "frames.h5"
+    extract_frames(moving_video, frames, "moving", OFFSET, {"short_side": 56, "fps": None})
+    outs = []
+    for threads in (1, 2):
+        outs.append(tmp_path / f"flow{threads}.h5")
+        compute_flow(frames, outs[-1], "tvl1", {"bound": 10.0, "tvl1": {"warps": 2}}, threads=threads)
+    with h5py.File(outs[0]) as a, h5py.File(outs[1]) as b:
+        for name in ("x", "y"):
+            assert all(np.array_equal(u, v) for u, v in zip(a[name][:], b[name][:]))
+
+
+def test_clips_store_gets_no_pair_across_a_gap(moving_video, tmp_path):
+    keyframes = tmp_path / "keyframes.csv"
+    keyframes.write_text("moving,900\nmoving,901\n")  # windows [899.7, 900.3] and [900.7, 901.3]
+    frames = tmp_path / "frames.h5"
+    extract_frames(moving_video, frames, "moving", OFFSET, {"short_side": 56, "fps": None, "window": "clips"},
+                   keyframes=keyframes, context_s=0.3)
+    out = tmp_path / "flow.h5"
+    compute_flow(frames, out, "farneback", {"bound": 10.0})
+    with FrameStore(frames) as fs, FlowStore(out) as flow:
+        np.testing.assert_allclose(fs.t, OFFSET + np.array([0, 1, 2, 3, 7, 8, 9, 10, 11]) * 0.1, atol=1e-6)
+        np.testing.assert_allclose(flow.t, OFFSET + np.array([0, 1, 2, 7, 8, 9, 10]) * 0.1, atol=1e-6)
+
+
+def test_keyframe_windows_keep_only_the_pairs_the_clips_read(moving_video, tmp_path):
+    frames = tmp_path / "frames.h5"
+    extract_frames(moving_video, frames, "moving", OFFSET, {"short_side": 56, "fps": None})
+    keyframes = tmp_path / "keyframes.csv"
+    keyframes.write_text("moving,900\nother,901\n")
+    out = tmp_path / "flow.h5"
+    assert compute_flow(frames, out, "farneback", {"bound": 10.0}, keyframes=keyframes, context_s=0.25) == 3
+    with FlowStore(out) as flow:
+        np.testing.assert_allclose(flow.t, OFFSET + np.array([0.0, 0.1, 0.2]), atol=1e-6)
+    keyframes.write_text("other,901\n")
+    with pytest.raises(InputError, match="keyframes.csv: no keyframe"):
+        compute_flow(frames, out, "farneback", {"bound": 10.0}, keyframes=keyframes, context_s=1.0)
