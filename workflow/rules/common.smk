@@ -50,6 +50,7 @@ LABEL_MAP = f"{R}/dataset/label_map.pbtxt"
 GROUND_TRUTH = R + "/dataset/{split}.gt.csv"
 EXCLUDED = R + "/dataset/{split}.excluded.csv"
 KEYFRAMES = R + "/dataset/{split}.keyframes.csv"
+PREPARED = R + "/prepared/{video}.mp4"
 FRAMES = R + "/frames/{video}.h5"
 FLOW = R + "/flow/{method}/{video}.h5"
 AUDIO = R + "/audio/{video}.h5"
@@ -83,15 +84,29 @@ def params_json(section, **extra):
 
 
 # --- input functions ------------------------------------------------------------------------
+PREPARE_CFG = DATASET_CFG.get("prepare")
+
+
+def video_path(video):
+    """The video the stages read: the prepared AVA segment when dataset.prepare is set, else the dataset's file."""
+    if PREPARE_CFG:
+        return PREPARED.format(video=video)
+    return str(find_video(dataset_path(DATASET_CFG["videos"]), video))
+
+
 def video_file(wildcards):
-    return str(find_video(dataset_path(DATASET_CFG["videos"]), wildcards.video))
+    return video_path(wildcards.video)
+
+
+def movie_file(wildcards):
+    return str(find_video(dataset_path(PREPARE_CFG["movies"]), wildcards.video))
 
 
 def dataset_inputs(wildcards):
     files = [dataset_path(DATASET_CFG["label_map"])]
     for split_cfg in DATASET_CFG["splits"].values():
         files += [dataset_path(p) for p in split_cfg.values()]
-    files += [str(find_video(dataset_path(DATASET_CFG["videos"]), v)) for v in VIDEO_SPLIT]
+    files += [video_path(v) for v in VIDEO_SPLIT]
     return files
 
 
@@ -139,12 +154,19 @@ def final_outputs():
     return outputs
 
 
-def frames_inputs(wildcards):
-    """The video, and the keyframes of its split when only the clips' windows are decoded."""
-    inputs = {"video": video_file(wildcards)}
+def clip_window_inputs(wildcards):
+    """The keyframes of the video's split when frames and flow keep only the clips' windows, else nothing."""
     if config["frames"]["window"] == "clips":
-        inputs["keyframes"] = KEYFRAMES.format(split=VIDEO_SPLIT[wildcards.video])
-    return inputs
+        return {"keyframes": KEYFRAMES.format(split=VIDEO_SPLIT[wildcards.video])}
+    return {}
+
+
+def frames_inputs(wildcards):
+    return {"video": video_file(wildcards), **clip_window_inputs(wildcards)}
+
+
+def flow_inputs(wildcards):
+    return {"frames": FRAMES.format(video=wildcards.video), **clip_window_inputs(wildcards)}
 
 
 def clip_windows_arg(input):

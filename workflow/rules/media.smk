@@ -1,3 +1,28 @@
+rule prepare:
+    """Cut a full AVA movie to its annotated segment and check that no frame was lost (dataset.prepare)."""
+    input:
+        movie_file,
+    output:
+        video=PREPARED,
+        report=R + "/prepared/{video}.json",
+    params:
+        start=lambda wildcards: PREPARE_CFG["start"],
+        duration=lambda wildcards: PREPARE_CFG["duration"],
+    threads: 2
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    log:
+        f"{LOGS}/prepare/{{video}}.log",
+    benchmark:
+        f"{BENCH}/prepare/{{video}}.tsv"
+    conda:
+        "../../envs/media.yaml"
+    shell:
+        "python -m pipeline.ava.prepare --video {input:q} --out-dir $(dirname {output.video}) --report {output.report}"
+        " --start {params.start} --duration {params.duration} --threads {threads} > {log} 2>&1"
+
+
 rule frames:
     """Decode one video with ffmpeg, resized, at the models' frame rate, into JPEGs in HDF5."""
     input:
@@ -10,8 +35,8 @@ rule frames:
         windows=lambda wildcards, input: clip_windows_arg(input),
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=1000,
+        runtime=30,
     log:
         f"{LOGS}/frames/{{video}}.log",
     benchmark:
@@ -27,11 +52,12 @@ rule frames:
 rule flow:
     """Optical flow (TV-L1 or Farneback) between consecutive stored frames, quantized to uint8 JPEGs."""
     input:
-        FRAMES,
+        unpack(flow_inputs),
     output:
         FLOW,
     params:
         json=flow_params,
+        windows=lambda wildcards, input: clip_windows_arg(input),
     threads: 2
     resources:
         mem_mb=2000,
@@ -43,7 +69,7 @@ rule flow:
     conda:
         "../../envs/media.yaml"
     shell:
-        "python -m pipeline.media.flow --frames {input} --method {wildcards.method} --out {output}"
+        "python -m pipeline.media.flow --frames {input.frames} --method {wildcards.method} --out {output} {params.windows}"
         " --params {params.json:q} --threads {threads} > {log} 2>&1"
 
 
