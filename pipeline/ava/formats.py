@@ -299,7 +299,7 @@ def _check_field(layout: _Layout, col: int, value: str) -> str | None:
             return f"{name} {value} is outside [0, 1] (boxes are normalized)"
         return None
     if col == 6:
-        if layout.action == "optional" and value == "":
+        if layout.action == "optional" and value in ("", "-1"):  # SlowFast/LFB files mark negatives with -1
             return None
         return None if _INT.fullmatch(value) else f"action_id {value!r} is not a non-negative integer"
     if layout.column7 == "person_id":
@@ -383,7 +383,8 @@ def _table_problem(table: pa.Table, layout: _Layout, n_columns: int) -> str | No
         if not np.all((coordinate >= 0) & (coordinate <= 1)):   # NaN fails too
             return "box coordinate not a finite number in [0, 1]"
     action = pc.drop_null(table.column(6))
-    if len(action) and pc.min(action).as_py() < 0:
+    lowest_action = -1 if layout.action == "optional" else 0  # -1: a negative box in SlowFast/LFB files
+    if len(action) and pc.min(action).as_py() < lowest_action:
         return "negative action_id"
     if n_columns == 8 and layout.column7 == "score" and not np.isfinite(table.column(7).to_numpy()).all():
         return "score not a finite number"

@@ -1,0 +1,71 @@
+"""ROI features on the backbone's last feature map and the linear classification head.
+
+The paper (II.B) puts ROI pooling after the last feature map and a sigmoid classifier after it;
+frame-level features are averaged over time before ROI pooling (II.A). Here: temporal mean,
+ROIAlign (``aligned=True``) at each person box, then a spatial max (or mean) over the ROI grid.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+ROI_POOLS = ("max", "avg")
+DROPOUT = 0.3
+
+
+class RoiFeatures(nn.Module):
+    """Feature map ``[B, D, T, h, w]`` and ROIs ``[K, 5]`` -> (ROI features ``[K, D]``, context ``[B, D, h, w]``).
+
+    ROIs are (batch index, x1, y1, x2, y2) in input pixels; the context is the time-averaged
+    feature map the ROIs were pooled from.
+    """
+
+    def __init__(self, roi_size: int, spatial_stride: int, pool: str = "max"):
+        super().__init__()
+        if pool not in ROI_POOLS:
+            raise ValueError(f"unknown ROI pool {pool!r}: expected one of {', '.join(ROI_POOLS)}")
+        self.roi_size = roi_size
+        self.spatial_scale = 1.0 / spatial_stride
+        self.pool = pool
+
+    def forward(self, feature_map: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        context = feature_map.mean(dim=2)
+        grid = roi_align(context, rois.to(context.dtype), output_size=self.roi_size,
+                         spatial_scale=self.spatial_scale, sampling_ratio=2, aligned=True)
+        roi = grid.amax(dim=(2, 3)) if self.pool == "max" else grid.mean(dim=(2, 3))
+        return roi, context
+
+
+class LinearHead(nn.Module):
+    """Dropout and a linear layer: ROI features ``[N, D]`` -> logits ``[N, C]`` (sigmoid outside)."""
+
+    def __init__(self, roi_dim: int, num_classes: int, dropout: float = DROPOUT):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(roi_dim, num_classes)
+
+    def forward(self, roi: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(roi))
+
+
+class ActionDetector(nn.Module):
+    """Backbone, ROI features and linear head, trained end to end (the finetuning stage).
+
+    ``forward(clips [B, C, T, H, W], rois [K, 5])`` -> logits ``[K, num_classes]``;
+    ``features`` gives the ROI features ``[K, D]`` and context ``[B, D, h, w]`` instead.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, roi_size: int, pool: str = "max"):
+        super().__init__()
+        self.backbone = backbone
+        self.roi = RoiFeatures(roi_size, backbone.spatial_stride, pool)
+        self.head = LinearHead(backbone.out_channels, num_classes)
+
+    def features(self, clips: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.roi(self.backbone(clips), rois)
+
+    def forward(self, clips: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        roi, _ = self.features(clips, rois)
+        return self.head(roi)

@@ -1,0 +1,1 @@
+"""Training stages: end-to-end finetuning of a backbone and training of heads on cached features."""

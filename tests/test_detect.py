@@ -1,0 +1,333 @@
+"""The person detector: COCO checkpoints, training, inference, precomputed boxes, metrics, training boxes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, write_ground_truth
+from pipeline.dataset import keyframe_rows, write_keyframes
+from pipeline.detect import infer, precomputed, train
+from pipeline.detect.boxes import distinct_persons
+from pipeline.detect.metrics import average_precision, detector_metrics, match_keyframe
+from pipeline.detect.model import (
+    PREDICTOR,
+    build_detector,
+    coco_detector,
+    load_state_dict_file,
+    reduce_to_person,
+)
+from pipeline.detect.precomputed import distinct_boxes
+from pipeline.detect.training_boxes import DETECTION, GROUND_TRUTH, training_boxes
+from pipeline.errors import InputError
+from pipeline.media.frames import encode_jpeg
+
+torch.set_num_threads(1)
+
+SMALL = {"arch": "resnet18_fpn", "weights": None, "min_size": 96,
+         "train": {"epochs": 1, "lr": 0.01, "batch_size": 2},
+         "score_threshold": 0.5, "nms_iou": 0.5, "max_per_keyframe": 3, "train_box_iou": 0.5, "seed": 0}
+
+
+def rows(video_ids, timestamps, boxes, action_id=None, person_id=None, score=None) -> AvaRows:
+    return AvaRows(np.asarray(video_ids), np.asarray(timestamps), np.asarray(boxes, np.float32).reshape(-1, 4),
+                   None if action_id is None else np.asarray(action_id),
+                   None if person_id is None else np.asarray(person_id),
+                   None if score is None else np.asarray(score, np.float32))
+
+
+def figure_scene(rng: np.random.Generator, height: int = 96, width: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy background with one or two filled upright 'persons' (head and body): image, boxes [n, 4]."""
+    image = rng.integers(60, 120, (height, width, 3), dtype=np.uint8)
+    boxes = []
+    for _ in range(int(rng.integers(1, 3))):
+        h = int(rng.integers(40, 70))
+        w = h // 3
+        x = int(rng.integers(0, width - w))
+        y = int(rng.integers(0, height - h))
+        colour = tuple(int(c) for c in rng.integers(150, 256, 3))
+        cv2.circle(image, (x + w // 2, y + w // 2), w // 2, colour, -1)
+        cv2.rectangle(image, (x, y + w), (x + w - 1, y + h - 1), colour, -1)
+        boxes.append([x / width, y / height, (x + w) / width, (y + h) / height])
+    return image, np.asarray(boxes, np.float32)
+
+
+def write_frame_store(path: Path, images: np.ndarray, times: np.ndarray) -> None:
+    """A frame store in the layout of ``pipeline.media.frames``: ``jpeg`` (vlen uint8), ``t``; attrs."""
+    with h5py.File(path, "w") as h5:
+        jpeg = h5.create_dataset("jpeg", shape=(len(images),), dtype=h5py.vlen_dtype(np.uint8))
+        for i, image in enumerate(images):
+            jpeg[i] = encode_jpeg(image, 95)
+        h5.create_dataset("t", data=np.asarray(times, np.float64))
+        h5.attrs.update({"fps": 1.0, "height": images.shape[1], "width": images.shape[2]})
+
+
+# ------------------------------------------------------------------------------------------ model
+
+def test_coco_checkpoint_is_reduced_to_the_person_class(tmp_path):
+    torch.manual_seed(0)
+    coco = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    path = tmp_path / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    torch.save(coco, path)
+    params = {**SMALL, "arch": "resnet50_fpn", "weights": str(path)}
+    model = coco_detector(params, path)
+    predictor = model.roi_heads.box_predictor
+    assert predictor.cls_score.out_features == 2 and predictor.bbox_pred.out_features == 8
+    assert torch.equal(predictor.cls_score.weight, coco[f"{PREDICTOR}.cls_score.weight"][[0, 1]])
+    assert torch.equal(predictor.cls_score.bias, coco[f"{PREDICTOR}.cls_score.bias"][[0, 1]])
+    assert torch.equal(predictor.bbox_pred.weight, coco[f"{PREDICTOR}.bbox_pred.weight"][:8])
+    assert torch.equal(predictor.bbox_pred.bias, coco[f"{PREDICTOR}.bbox_pred.bias"][:8])
+    layer = "backbone.body.layer3.0.conv1.weight"
+    assert torch.equal(model.state_dict()[layer], coco[layer])
+    assert not any(p.requires_grad for p in model.backbone.body.layer1.parameters())
+
+
+def test_reduce_rejects_other_class_counts_and_other_files(tmp_path):
+    state = {f"{PREDICTOR}.cls_score.weight": torch.zeros(5, 3)}
+    with pytest.raises(InputError, match="5 classes"):
+        reduce_to_person(state, "x.pth")
+    with pytest.raises(InputError, match="not a torchvision Faster R-CNN"):
+        reduce_to_person({"fc.weight": torch.zeros(2, 2)}, "x.pth")
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(InputError, match="bad.pth"):
+        load_state_dict_file(bad)
+
+
+def test_checkpoint_of_another_architecture_is_an_input_error(tmp_path):
+    path = tmp_path / "r18.pt"
+    torch.save(build_detector(SMALL, pretrained=False).state_dict(), path)
+    with pytest.raises(InputError, match="does not fit the configured detector"):
+        coco_detector({**SMALL, "arch": "mobilenet_v3_fpn"}, path)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def test_training_on_tiny_images_lowers_the_loss():
+    rng = np.random.default_rng(0)
+    samples = [figure_scene(rng) for _ in range(8)]
+    torch.manual_seed(0)
+    model = build_detector(SMALL, pretrained=False)
+    log = train.fit(model, samples, epochs=6, lr=0.01, batch_size=4, seed=0, frozen_norm=False)
+    assert len(log) == 6 and log[-1]["iterations"] == 12
+    assert log[-1]["loss"] < 0.8 * log[0]["loss"]
+    assert not model.training
+
+
+def test_flip_mirrors_boxes():
+    image = np.zeros((4, 10, 3), np.uint8)
+    image[:, 1] = 255
+    flipped, boxes = train.flip_horizontal(image, np.array([[0.1, 0.2, 0.3, 0.9]], np.float32))
+    assert flipped[0, 8, 0] == 255
+    np.testing.assert_allclose(boxes, [[0.7, 0.2, 0.9, 0.9]], atol=1e-6)
+
+
+def test_training_keyframes_have_one_box_per_person():
+    gt = rows(["a"] * 4 + ["b"], [902, 902, 902, 903, 902],
+              [[0, 0, .5, .5], [0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, .2, .2], [0, 0, 1, 1]],
+              action_id=[1, 2, 1, 1, 3], person_id=[0, 0, 1, 0, 0])
+    kfs = train.training_keyframes(gt)
+    assert [(k.video_id, k.timestamp, len(k.boxes)) for k in kfs] == [("a", 902, 2), ("a", 903, 1), ("b", 902, 1)]
+
+
+def test_train_and_infer_command_lines(tmp_path):
+    """Train for an epoch from frame stores, then detect on every keyframe: CSV format, threshold, cap."""
+    rng = np.random.default_rng(1)
+    scenes = [figure_scene(rng) for _ in range(4)]
+    times = np.arange(900.0, 904.0)
+    write_frame_store(tmp_path / "-vid.h5", np.stack([s[0] for s in scenes]), times)
+    gt = AvaRows.concat([rows(["-vid"] * len(b), [int(t)] * len(b), b, action_id=[1] * len(b),
+                              person_id=list(range(len(b)))) for t, (_, b) in zip(times, scenes)])
+    write_ground_truth(tmp_path / "gt.csv", gt)
+    checkpoint = tmp_path / "detector.pt"
+    params = json.dumps(SMALL)
+    assert train.main(["--frames-dir", str(tmp_path), "--ground-truth", str(tmp_path / "gt.csv"),
+                       "--out", str(checkpoint), "--params", params, "--threads", "1",
+                       "--log-csv", str(tmp_path / "log.csv")]) == 0
+    state = torch.load(checkpoint, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    side = json.loads(Path(f"{checkpoint}.provenance.json").read_text())
+    assert json.loads(side["params"])["arch"] == "resnet18_fpn"
+    assert (tmp_path / "log.csv").read_text().startswith("epoch,iterations,loss,")
+
+    # A detector that fires: the operating threshold and the cap must hold on its output.
+    loose = {**SMALL, "score_threshold": 0.1}
+    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["-vid"] * 4, [900, 901, 902, 903]))
+    args = ["--checkpoint", str(checkpoint), "--frames-dir", str(tmp_path), "--keyframes", str(tmp_path / "kf.csv"),
+            "--out", str(tmp_path / "boxes.csv"), "--metrics", str(tmp_path / "m.json"), "--threads", "1"]
+    torch.manual_seed(0)
+    model = build_detector(loose, pretrained=False).eval()
+    with torch.no_grad():  # random heads score about 1/2; the boxes below pass through the real path
+        found = infer.detect_images(model, np.stack([s[0] for s in scenes]))
+    assert any(len(s) for _, s in found)
+    torch.save(model.state_dict(), checkpoint)
+    assert infer.main(args + ["--params", json.dumps(loose)]) == 0
+    lines = (tmp_path / "boxes.csv").read_text().splitlines()
+    assert lines
+    for line in lines:
+        fields = line.split(",")
+        assert len(fields) == 8 and fields[0] == "-vid" and fields[6] == ""
+        assert len(fields[1]) == 4 and 900 <= int(fields[1]) <= 903
+        assert 0 <= float(fields[2]) <= float(fields[4]) <= 1 and 0 <= float(fields[3]) <= float(fields[5]) <= 1
+    boxes = read_boxes(tmp_path / "boxes.csv")
+    assert (boxes.score >= 0.1).all()
+    assert np.bincount(boxes.timestamp - 900).max() <= SMALL["max_per_keyframe"]
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["recall"] is None and "no ground truth" in metrics["note"]
+    assert metrics["n_detections"] == len(boxes)
+
+    assert infer.main(args + ["--params", json.dumps(loose), "--ground-truth", str(tmp_path / "gt.csv")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n_gt_boxes"] == len(gt) and 0 <= metrics["recall"] <= 1 and 0 <= metrics["ap50"] <= 1
+
+    with pytest.raises(InputError, match="min_size"):
+        infer.main(args + ["--params", json.dumps({**loose, "min_size": 128})])
+    write_keyframes(tmp_path / "late.csv", keyframe_rows(["-vid"], [905]))
+    with pytest.raises(InputError, match="no frame within 0.5 s of keyframe 905"):
+        infer.main([*args[:5], str(tmp_path / "late.csv"), *args[6:], "--params", json.dumps(loose)])
+    Path(f"{checkpoint}.provenance.json").unlink()
+    with pytest.raises(InputError, match="no frame store"):
+        infer.main([*args[:3], str(tmp_path / "nowhere"), *args[4:], "--params", json.dumps(loose)])
+
+
+# ------------------------------------------------------------------------------------------ precomputed
+
+SLOWFAST_ROWS = """\
+vid_a,0902,0.100,0.200,0.300,0.900,12,0.950
+vid_a,0902,0.100,0.200,0.300,0.900,17,0.950
+vid_a,0902,0.500,0.100,0.700,0.800,,0.300
+vid_a,0903,0.400,0.100,0.600,0.800,,0.700
+vid_a,0903,0.400,0.100,0.600,0.800,80,0.650
+vid_b,0902,0.000,0.000,0.500,1.000,,0.990
+vid_a,0904,0.200,0.200,0.400,0.900,,0.600
+"""
+
+
+def test_precomputed_boxes_in_slowfast_format(tmp_path, capsys):
+    (tmp_path / "ava_detection_val_boxes_and_labels.csv").write_text(SLOWFAST_ROWS)
+    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["vid_a"] * 4, [902, 903, 904, 905]))
+    write_ground_truth(tmp_path / "gt.csv", rows(["vid_a", "vid_a", "vid_a"], [902, 902, 905],
+                                                 [[.1, .2, .3, .9], [.5, .1, .7, .8], [.1, .1, .2, .2]],
+                                                 action_id=[12, 12, 12], person_id=[0, 1, 0]))
+    out, metrics_path = tmp_path / "val.boxes.csv", tmp_path / "val.metrics.json"
+    assert precomputed.main(["--boxes", str(tmp_path / "ava_detection_val_boxes_and_labels.csv"),
+                             "--keyframes", str(tmp_path / "kf.csv"), "--out", str(out),
+                             "--metrics", str(metrics_path), "--params", json.dumps(SMALL),
+                             "--ground-truth", str(tmp_path / "gt.csv")]) == 0
+    assert out.read_text().splitlines() == [
+        "vid_a,0902,0.1,0.2,0.3,0.9,,0.95",
+        "vid_a,0903,0.4,0.1,0.6,0.8,,0.7",
+        "vid_a,0904,0.2,0.2,0.4,0.9,,0.6",
+    ]
+    log = capsys.readouterr().err
+    assert "1 boxes on 1 keyframes not in" in log and "1 boxes under score 0.5" in log
+    assert "1 of 4 keyframes have no box" in log
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["n_file_rows"] == 7 and metrics["n_file_boxes"] == 5
+    assert metrics["n_file_boxes_outside_keyframes"] == 1
+    # 3 persons; at 0.5 one true positive (0902) and two false positives (0903, 0904).
+    assert metrics["recall"] == pytest.approx(1 / 3) and metrics["precision"] == pytest.approx(1 / 3)
+    # All scores: 0.95 TP, 0.7 FP, 0.6 FP, 0.3 TP -> AP = 1/3 * 1 + 1/3 * 2/4.
+    assert metrics["ap50"] == pytest.approx(1 / 3 + 1 / 6)
+
+
+def test_precomputed_include_negative_rows(tmp_path):
+    """LFB's ``include_negative`` file marks boxes without a label with action -1."""
+    (tmp_path / "neg.csv").write_text("vid_a,0902,0.100,0.200,0.300,0.900,-1,0.742486\n"
+                                      "vid_a,0902,0.100,0.200,0.300,0.900,12,0.742486\n"
+                                      "vid_a,0902,0.500,0.200,0.700,0.900,-1,0.400000\n")
+    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["vid_a"], [902]))
+    out = tmp_path / "boxes.csv"
+    assert precomputed.main(["--boxes", str(tmp_path / "neg.csv"), "--keyframes", str(tmp_path / "kf.csv"),
+                             "--out", str(out), "--metrics", str(tmp_path / "m.json"),
+                             "--params", json.dumps(SMALL)]) == 0
+    assert out.read_text().splitlines() == ["vid_a,0902,0.1,0.2,0.3,0.9,,0.742486"]
+
+
+def test_distinct_boxes_keep_the_highest_score():
+    r = rows(["a", "a", "a", "b"], [1, 1, 1, 1], [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, .5, .5], [0, 0, 1, 1]],
+             action_id=[3, 4, -1, 3], score=[0.2, 0.9, 0.4, 0.1])
+    d = distinct_boxes(r)
+    assert d.video_id.tolist() == ["a", "a", "b"]
+    np.testing.assert_allclose(d.score, [0.9, 0.4, 0.1])
+    assert (d.action_id == -1).all()
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+def test_matching_is_greedy_in_descending_score():
+    gt = np.array([[0, 0, 1, 1], [0, 0, .5, 1]], np.float32)
+    det = np.array([[0, 0, .5, 1], [0, 0, 1, 1], [0, 0, .5, 1], [.6, .6, .9, .9]], np.float32)
+    # det 2 (score .95) takes gt 1; det 0 (.9) finds gt 1 taken (its best) -> FP even though IoU(gt 0) = .5
+    tp = match_keyframe(gt, det, np.array([0.9, 0.8, 0.95, 0.99]), 0.5)
+    assert tp.tolist() == [False, True, True, False]
+
+
+def test_detector_metrics_on_a_hand_made_case():
+    gt = rows(["v", "v", "v", "v", "w"], [1, 1, 1, 2, 1],
+              [[0, 0, .5, .5], [0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, 1, 1], [0, 0, .2, .2]],
+              action_id=[1, 2, 1, 1, 1], person_id=[0, 0, 1, 0, 0])
+    det = rows(["v", "v", "v", "v", "v", "w", "x"], [1, 1, 1, 2, 3, 1, 1],
+               [[0, 0, .5, .5], [0, 0, .5, .52], [.5, .5, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, .2, .2],
+                [0, 0, 1, 1]],
+               score=[0.9, 0.8, 0.3, 0.7, 0.6, 0.95, 0.99])
+    keyframes = [("v", 1), ("v", 2), ("v", 3), ("w", 1)]          # x,1 is not asked for
+    m = detector_metrics(det, keyframes, gt, score_threshold=0.5)
+    # 4 persons (v1 has two rows for person 0). At >= 0.5: v1 TP + duplicate FP, v2 TP, v3 FP (no GT), w1 TP.
+    assert m["n_gt_boxes"] == 4 and m["n_detections"] == 5 and m["n_true_positives"] == 3
+    assert m["recall"] == pytest.approx(3 / 4) and m["precision"] == pytest.approx(3 / 5)
+    assert m["n_detections_on_keyframes_without_gt"] == 1 and m["n_detections_all_scores"] == 6
+    # By score: .95 TP, .9 TP, .8 FP, .7 TP, .6 FP, .3 TP -> AP = (1 + 1 + 3/4 + 4/6) / 4
+    assert m["ap50"] == pytest.approx((1 + 1 + 3 / 4 + 4 / 6) / 4)
+    none = detector_metrics(det, keyframes, None, 0.5)
+    assert none["recall"] is None and none["precision"] is None and none["ap50"] is None and none["note"]
+
+
+def test_average_precision_edge_cases():
+    assert average_precision(np.array([]), np.array([], bool), 3) == 0.0
+    assert average_precision(np.array([.9, .1]), np.array([True, True]), 2) == pytest.approx(1.0)
+    assert average_precision(np.array([.9, .1]), np.array([False, True]), 1) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------ training boxes
+
+def test_training_boxes_on_a_hand_made_case():
+    label_map = LabelMap((3, 7, 11), ("stand", "carry", "talk"), (None, None, None))
+    gt = rows(["v", "v", "v", "v"], [1, 1, 1, 2], [[0, 0, .5, .5], [0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, 1, 1]],
+              action_id=[3, 11, 7, 3], person_id=[0, 0, 1, 0])
+    det = rows(["v", "v", "v", "v", "w"], [1, 1, 1, 3, 1],
+               [[0, 0, .5, .55], [.5, .5, .8, .8], [.52, .5, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]],
+               score=[0.9, 0.8, 0.7, 0.9, 0.9])
+    boxes, labels, source = training_boxes(gt, det, label_map, 0.5)
+    # v1: GT persons 0 and 1, detection 0 (IoU .91 with person 0) and 2 (IoU .96 with person 1);
+    # detection 1 (IoU .36) and the detections on keyframes without ground truth are not training boxes.
+    assert source.tolist() == [GROUND_TRUTH, GROUND_TRUTH, DETECTION, DETECTION, GROUND_TRUTH]
+    assert boxes.timestamp.tolist() == [1, 1, 1, 1, 2]
+    assert labels.tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 0], [1, 0, 0]]
+    assert labels.dtype == np.uint8 and source.dtype == np.uint8
+    np.testing.assert_allclose(boxes.box[2], [0, 0, .5, .55])
+    np.testing.assert_allclose(boxes.score[:3], [1.0, 1.0, 0.9])
+    assert boxes.person_id.tolist() == [0, 1, 0, 1, 0] and (boxes.action_id == -1).all()
+    _, _, strict = training_boxes(gt, det, label_map, 0.95)
+    assert strict.tolist() == [GROUND_TRUTH, GROUND_TRUTH, DETECTION, GROUND_TRUTH]
+
+
+def test_training_boxes_reject_actions_outside_the_label_map():
+    label_map = LabelMap((3,), ("stand",), (None,))
+    gt = rows(["v"], [1], [[0, 0, 1, 1]], action_id=[5], person_id=[0])
+    with pytest.raises(ValueError, match=r"\[5\]"):
+        training_boxes(gt, AvaRows.empty(), label_map, 0.5)
+    empty, labels, source = training_boxes(AvaRows.empty(), AvaRows.empty(), label_map, 0.5)
+    assert len(empty) == 0 and labels.shape == (0, 1) and source.shape == (0,)
+
+
+def test_distinct_persons_without_person_ids_use_the_box():
+    gt = rows(["v", "v", "v"], [1, 1, 1], [[0, 0, .5, .5], [0, 0, .5, .5], [0, 0, .6, .5]], action_id=[1, 2, 1])
+    assert len(distinct_persons(gt)) == 2

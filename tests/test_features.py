@@ -1,0 +1,240 @@
+"""A tiny end-to-end run of finetune -> features -> head -> predict, checking every artifact's contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.ava.formats import AvaRows, LabelMap, read_detections, write_boxes, write_ground_truth, write_label_map
+from pipeline.errors import InputError
+from pipeline.features import main as features_main
+from pipeline.media.frames import encode_jpeg
+from pipeline.predict import main as predict_main
+from pipeline.scores import sigmoid
+from pipeline.train.finetune import main as finetune_main
+from pipeline.train.head import main as head_main
+
+torch.set_num_threads(1)
+
+FPS = 10.0
+HEIGHT, WIDTH = 48, 64
+LABEL_MAP = LabelMap(ids=(3, 7, 12), names=("stand", "carry", "talk"),
+                     label_types=("PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"))
+KEYFRAMES = (901, 902, 903)
+BACKBONE = {"arch": "r3d_tiny", "modality": "rgb", "clip_frames": 4, "clip_stride": 1, "input_size": 32,
+            "roi_size": 3, "finetune": {"epochs": 2, "lr": 0.01, "batch_size": 2}, "seed": 0, "train_box_iou": 0.5}
+# two persons per keyframe: the left one stands (class 3), the right one carries (7) and talks (12)
+PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), (3,)),
+           (np.array([0.55, 0.1, 0.9, 0.95], np.float32), (7, 12))]
+
+
+def write_frame_store(path, seed: int) -> None:
+    """Four seconds of noise frames with a bright left person and a dark right person."""
+    rng = np.random.default_rng(seed)
+    n = int(4 * FPS)
+    with h5py.File(path, "w") as h5:
+        jpeg = h5.create_dataset("jpeg", shape=(n,), dtype=h5py.vlen_dtype(np.uint8))
+        for i in range(n):
+            frame = rng.integers(80, 160, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+            frame[10:43, 3:22] = 250
+            frame[5:45, 35:58] = 10
+            jpeg[i] = encode_jpeg(frame, 90)
+        h5.create_dataset("t", data=900.0 + np.arange(n) / FPS)
+        h5.attrs.update({"fps": FPS, "height": HEIGHT, "width": WIDTH})
+
+
+def ground_truth(video_ids) -> AvaRows:
+    rows = [(vid, t, box, action, person) for vid in video_ids for t in KEYFRAMES
+            for person, (box, actions) in enumerate(PERSONS) for action in actions]
+    return AvaRows(video_id=[r[0] for r in rows], timestamp=[r[1] for r in rows], box=np.stack([r[2] for r in rows]),
+                   action_id=[r[3] for r in rows], person_id=[r[4] for r in rows])
+
+
+def detections(video_ids, skip_keyframe: int | None = None) -> AvaRows:
+    """A slightly shifted box per person and a false positive in the middle, at each keyframe."""
+    rows = []
+    for vid in video_ids:
+        for t in KEYFRAMES:
+            if t == skip_keyframe:
+                continue
+            for box, _ in PERSONS:
+                rows.append((vid, t, box + np.float32(0.02), 0.9))
+            rows.append((vid, t, np.array([0.3, 0.0, 0.45, 0.2], np.float32), 0.6))
+    return AvaRows(video_id=[r[0] for r in rows], timestamp=[r[1] for r in rows], box=np.stack([r[2] for r in rows]),
+                   score=[r[3] for r in rows])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_label_map(root / "label_map.pbtxt", LABEL_MAP)
+    stores = {}
+    for seed, vid in enumerate(("trainA", "-trainB", "valA")):
+        stores[vid] = root / f"{vid}.h5"
+        write_frame_store(stores[vid], seed)
+    write_ground_truth(root / "train.gt.csv", ground_truth(["trainA", "-trainB"]))
+    write_ground_truth(root / "val.gt.csv", ground_truth(["valA"]))
+    write_boxes(root / "train.boxes.csv", detections(["trainA", "-trainB"]))
+    write_boxes(root / "val.boxes.csv", detections(["valA"], skip_keyframe=902))
+    for split, vids in (("train", ["trainA", "-trainB"]), ("val", ["valA"])):
+        (root / f"{split}.keyframes.csv").write_text("".join(f"{v},{t}\n" for v in vids for t in KEYFRAMES))
+    return root, stores
+
+
+@pytest.fixture(scope="module")
+def finetuned(dataset):
+    root, stores = dataset
+    out = root / "models" / "rgb_tiny" / "backbone.pt"
+    assert finetune_main([
+        "--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
+        "--detections", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["-trainB"]),
+        "--out", str(out), "--params", json.dumps(BACKBONE), "--threads", "1",
+        "--log-csv", str(out.parent / "finetune_log.csv"),
+    ]) == 0
+    return out
+
+
+def run_features(root, stores, weights, split: str, vid: str, with_gt: bool = True):
+    """The features CLI; a video id that starts with '-' is left to default to the store's stem."""
+    out = root / "features" / split / f"{vid}.h5"
+    argv = ["--weights", str(weights), "--store", str(stores[vid]),
+            "--keyframes", str(root / f"{split}.keyframes.csv"), "--detections", str(root / f"{split}.boxes.csv"),
+            "--label-map", str(root / "label_map.pbtxt"), "--out", str(out), "--params", json.dumps(BACKBONE),
+            "--threads", "1"]
+    if not vid.startswith("-"):
+        argv.append(f"--video-id={vid}")
+    if with_gt:
+        argv += ["--ground-truth", str(root / f"{split}.gt.csv")]
+    assert features_main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def features(dataset, finetuned):
+    root, stores = dataset
+    return {
+        "train": [run_features(root, stores, finetuned, "train", v) for v in ("trainA", "-trainB")],
+        "val": [run_features(root, stores, finetuned, "val", "valA")],
+    }
+
+
+def test_finetune_writes_weights_sidecar_and_log(finetuned):
+    state = torch.load(finetuned, weights_only=True)
+    assert set(state) == {"backbone", "head"}
+    assert state["head"]["fc.weight"].shape[0] == len(LABEL_MAP)
+    assert json.loads(finetuned.with_name("backbone.pt.provenance.json").read_text())["stage"] == "finetune"
+    with open(finetuned.parent / "finetune_log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in log] == [1, 2]
+    assert all(np.isfinite(float(r["loss"])) and float(r["seconds"]) >= 0 for r in log)
+
+
+def test_finetune_needs_a_store_for_every_video(dataset, tmp_path):
+    root, stores = dataset
+    with pytest.raises(InputError, match="no store"):
+        finetune_main(["--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
+                       "--detections", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]),
+                       "--out", str(tmp_path / "b.pt"), "--params", json.dumps(BACKBONE)])
+
+
+def test_features_contract(features):
+    with h5py.File(features["train"][0], "r") as h5:
+        n_gt, n_det, k = 2 * len(KEYFRAMES), 3 * len(KEYFRAMES), len(KEYFRAMES)
+        n = n_gt + n_det
+        assert h5["t"].dtype == np.int64 and list(h5["t"][:]) == list(KEYFRAMES)
+        assert h5["box"].dtype == np.float32 and h5["box"].shape == (n, 4)
+        assert h5["box_t"].dtype == np.int64 and h5["box_t"].shape == (n,)
+        assert h5["box_score"].dtype == np.float32
+        assert h5["box_source"].dtype == np.uint8
+        assert h5["train_mask"].dtype == bool
+        assert h5["label"].dtype == np.uint8 and h5["label"].shape == (n, len(LABEL_MAP))
+        assert h5["roi"].dtype == np.float16 and h5["roi"].shape[0] == n
+        d = h5["roi"].shape[1]
+        assert h5["context"].dtype == np.float16 and h5["context"].shape[:2] == (k, d)
+        assert h5["context"].shape[2:] == (2, 3)                      # 32 x 43 input at stride 16
+        source, mask, label = h5["box_source"][:], h5["train_mask"][:], h5["label"][:]
+        assert (source == 0).sum() == n_gt and (source == 1).sum() == n_det
+        # ground truth and the two shifted detections per keyframe are labelled; the false positive is not
+        assert mask.sum() == n_gt + 2 * k
+        assert not label[~mask].any()
+        assert (label[mask].sum(axis=1) >= 1).all()
+        assert np.all(np.diff(h5["box_t"][:]) >= 0)
+        assert np.isfinite(h5["roi"][:].astype(np.float32)).all()
+        assert list(h5.attrs["label_ids"]) == list(LABEL_MAP.ids)
+        assert h5.attrs["video_id"] == "trainA"
+        assert h5.attrs["provenance_stage"] == "features"
+    with h5py.File(features["train"][1], "r") as h5:
+        assert h5.attrs["video_id"] == "-trainB"                        # from the store's stem
+    with h5py.File(features["val"][0], "r") as h5:
+        assert list(h5["t"][:]) == list(KEYFRAMES)                      # 902 has no detection, still there
+        assert h5["context"].shape[0] == len(KEYFRAMES)
+        assert 902 not in h5["box_t"][:][h5["box_source"][:] == 1]
+
+
+def test_features_without_ground_truth_has_only_detections(dataset, finetuned):
+    root, stores = dataset
+    out = run_features(root, stores, finetuned, "val", "valA", with_gt=False)
+    with h5py.File(out, "r") as h5:
+        assert (h5["box_source"][:] == 1).all() and len(h5["box_source"]) == 3 * 2
+        assert not h5["train_mask"][:].any() and not h5["label"][:].any()
+
+
+@pytest.mark.parametrize("kind", ["linear", "atr"])
+def test_head_and_predict_contract(dataset, features, kind, tmp_path):
+    root, _ = dataset
+    params = {"backbone": "rgb_tiny", "head": kind, "seed": 0,
+              "train": {"epochs": 5, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0001}}
+    head_pt, log_csv = tmp_path / "head.pt", tmp_path / "train_log.csv"
+    assert head_main(["--features", *map(str, features["train"]), "--label-map", str(root / "label_map.pbtxt"),
+                      "--out", str(head_pt), "--log-csv", str(log_csv), "--params", json.dumps(params)]) == 0
+    state = torch.load(head_pt, weights_only=True)
+    assert state["kind"] == kind and list(state["label_ids"]) == list(LABEL_MAP.ids)
+    with open(log_csv) as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, 6))
+
+    out, logits_path = tmp_path / "val.csv", tmp_path / "val.logits.parquet"
+    assert predict_main(["--head", str(head_pt), "--features", *map(str, features["val"]),
+                         "--label-map", str(root / "label_map.pbtxt"), "--out", str(out),
+                         "--logits", str(logits_path), "--params", json.dumps(params)]) == 0
+    n_boxes = 3 * 2                                                       # detections of 901 and 903
+    rows = read_detections(out)
+    assert len(rows) == n_boxes * len(LABEL_MAP)
+    assert set(rows.action_id.tolist()) == set(LABEL_MAP.ids)
+    assert ((rows.score >= 0) & (rows.score <= 1)).all()
+    assert (out.parent / "val.csv.provenance.json").exists()
+
+    table = pq.read_table(logits_path)
+    assert table.column_names == ["video_id", "timestamp", "x1", "y1", "x2", "y2", "box_score",
+                                  "logit_3", "logit_7", "logit_12"]
+    assert str(table.schema.field("video_id").type) == "string"
+    assert str(table.schema.field("timestamp").type) == "int64"
+    assert all(str(table.schema.field(c).type) == "float" for c in table.column_names[2:])
+    assert table.num_rows == n_boxes
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("video_id", "timestamp", "x1", "y1", "x2", "y2"))))
+    assert keys == sorted(keys)
+    assert json.loads(table.schema.metadata[b"params"])["head"] == kind
+    # the CSV's scores are the sigmoid of the parquet's logits
+    logits = np.stack([table.column(f"logit_{i}").to_numpy() for i in LABEL_MAP.ids], axis=1)
+    by_key = {(v, t, *box, a): s for v, t, box, a, s in
+              zip(rows.video_id.tolist(), rows.timestamp.tolist(), rows.box.tolist(), rows.action_id.tolist(), rows.score)}
+    for r, key in enumerate(keys):
+        for j, action in enumerate(LABEL_MAP.ids):
+            assert by_key[(*key, action)] == pytest.approx(sigmoid(logits[r, j]), abs=1e-6)
+
+
+def test_predict_refuses_a_head_of_another_kind(dataset, features, tmp_path):
+    root, _ = dataset
+    params = {"head": "linear", "seed": 0, "train": {"epochs": 1, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0}}
+    head_pt = tmp_path / "head.pt"
+    head_main(["--features", *map(str, features["train"]), "--label-map", str(root / "label_map.pbtxt"),
+               "--out", str(head_pt), "--log-csv", str(tmp_path / "log.csv"), "--params", json.dumps(params)])
+    with pytest.raises(InputError, match="a linear head"):
+        predict_main(["--head", str(head_pt), "--features", *map(str, features["val"]),
+                      "--label-map", str(root / "label_map.pbtxt"), "--out", str(tmp_path / "p.csv"),
+                      "--logits", str(tmp_path / "p.parquet"), "--params", json.dumps({**params, "head": "atr"})])

@@ -1,0 +1,149 @@
+"""Backbones, the ROI head and the actor-target relation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline.models.atr import AtrHead, outside_mask
+from pipeline.models.registry import ARCHS, build_backbone, build_head, modality_channels
+from pipeline.models.roi_head import ActionDetector, LinearHead, RoiFeatures
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("modality", ["rgb", "flow/tvl1"])
+def test_backbone_shapes(arch, modality):
+    torch.manual_seed(0)
+    net = build_backbone(arch, modality).eval()
+    x = torch.randn(1, modality_channels(modality), 8, 64, 96)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape[:2] == (1, net.out_channels)
+    assert y.shape[3:] == (math.ceil(64 / net.spatial_stride), math.ceil(96 / net.spatial_stride))
+    assert 1 <= y.shape[2] <= 8
+    assert torch.isfinite(y).all()
+
+
+def test_unknown_arch_and_modality():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_backbone("resnet9000", "rgb")
+    with pytest.raises(ValueError, match="unknown modality"):
+        build_backbone("r3d_tiny", "depth")
+
+
+def test_torchvision_weights_from_local_file(tmp_path):
+    torch.manual_seed(0)
+    source = build_backbone("mc3_18", "rgb")
+    state = dict(source.state_dict())
+    state["fc.weight"] = torch.zeros(400, 512)   # torchvision's checkpoints carry a classifier
+    state["fc.bias"] = torch.zeros(400)
+    path = tmp_path / "mc3_18.pth"
+    torch.save(state, path)
+    torch.manual_seed(1)
+    loaded = build_backbone("mc3_18", "rgb", weights=path)
+    for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a torchvision mc3_18 checkpoint"):
+        build_backbone("mc3_18", "rgb", weights=bad)
+
+
+def test_roi_align_maps_pixel_boxes_onto_cells():
+    # feature value = column index: a box over the input pixels of cell column j averages to j
+    stride = 16
+    fmap = torch.arange(10, dtype=torch.float32).view(1, 1, 1, 1, 10).expand(1, 1, 2, 6, 10).contiguous()
+    pool = RoiFeatures(roi_size=4, spatial_stride=stride, pool="avg")
+    rois = torch.tensor([[0, j * stride, 0, (j + 1) * stride, 96] for j in (0, 3, 7)], dtype=torch.float32)
+    roi, context = pool(fmap, rois)
+    assert roi.shape == (3, 1) and context.shape == (1, 1, 6, 10)
+    assert torch.allclose(roi[:, 0], torch.tensor([0.0, 3.0, 7.0]), atol=0.3)
+
+
+def test_roi_feature_is_larger_over_a_bright_patch():
+    fmap = torch.zeros(2, 8, 4, 6, 8)
+    fmap[1, :, :, 1:3, 5:7] = 5.0                      # bright in clip 1, cells rows 1-2, columns 5-6
+    pool = RoiFeatures(roi_size=7, spatial_stride=16, pool="max")
+    rois = torch.tensor([[1, 80, 16, 112, 48],        # over the patch in clip 1
+                         [1, 0, 48, 48, 96],          # elsewhere in clip 1
+                         [0, 80, 16, 112, 48]])       # same place in clip 0
+    roi, context = pool(fmap, rois)
+    assert roi.shape == (3, 8)
+    assert torch.allclose(context, fmap.mean(dim=2))
+    assert (roi[0] > 4.0).all()
+    assert (roi[1] < 1e-6).all() and (roi[2] < 1e-6).all()
+
+
+def test_action_detector_logits_and_features():
+    torch.manual_seed(0)
+    model = ActionDetector(build_backbone("r3d_tiny", "rgb"), num_classes=5, roi_size=4).eval()
+    clips = torch.randn(2, 3, 4, 48, 64)
+    rois = torch.tensor([[0, 0, 0, 32, 48], [1, 10, 5, 60, 40], [1, 0, 0, 64, 48]], dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(clips, rois)
+        roi, context = model.features(clips, rois)
+    assert logits.shape == (3, 5)
+    assert roi.shape == (3, model.backbone.out_channels)
+    assert context.shape == (2, model.backbone.out_channels, 3, 4)
+    assert torch.allclose(model.head(roi), logits)
+
+
+def test_outside_mask():
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0]])
+    mask = outside_mask(boxes, 4, 4, 0.25, 0.25)
+    assert mask.shape == (2, 4, 4)
+    assert not mask[0, :2, :2].any() and mask[0, 2:, :].all() and mask[0, :, 2:].all()
+    assert not mask[1].any()
+
+
+def _atr_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    roi = torch.randn(3, 16, generator=g)
+    context = torch.randn(2, 16, 4, 5, generator=g)
+    frame_index = torch.tensor([0, 1, 1])
+    boxes = torch.tensor([[0.0, 0.0, 0.4, 0.5], [0.5, 0.25, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    attend = outside_mask(boxes, 4, 5, 0.2, 0.25)
+    return roi, context, frame_index, attend
+
+
+def test_atr_ignores_features_inside_the_box():
+    torch.manual_seed(0)
+    head = AtrHead(16, 16, num_classes=4).eval()
+    torch.nn.init.normal_(head.out.weight)             # a trained relation: the context term is not zero
+    roi, context, frame_index, attend = _atr_inputs()
+    base = head.relation(roi, context, frame_index, attend)
+    assert base[:2].abs().sum() > 0
+    assert torch.equal(base[2], torch.zeros(16))       # the box covers the whole frame: nothing outside
+
+    changed = context.clone()
+    changed[0][:, ~attend[0]] += 100.0                 # inside row 0's box
+    changed[1][:, ~attend[1]] -= 50.0                  # inside row 1's box
+    after = head.relation(roi, changed, frame_index, attend)
+    assert torch.allclose(after[0], base[0], atol=1e-5)
+    assert torch.allclose(after[1], base[1], atol=1e-5)
+
+    outside = context.clone()
+    outside[0][:, attend[0]] += 1.0
+    assert not torch.allclose(head.relation(roi, outside, frame_index, attend)[0], base[0])
+
+
+def test_atr_starts_as_the_linear_head_and_has_finite_gradients():
+    torch.manual_seed(0)
+    head = build_head("atr", 16, 16, num_classes=4).eval()
+    roi, context, frame_index, attend = _atr_inputs()
+    linear = LinearHead(16, 4).eval()
+    linear.fc.load_state_dict(head.fc.state_dict())
+    assert torch.allclose(head(roi, context, frame_index, attend), linear(roi))
+    head.train()
+    head(roi, context, frame_index, attend).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+def test_build_head_kinds():
+    assert isinstance(build_head("linear", 8, 8, 3), LinearHead)
+    with pytest.raises(ValueError, match="unknown head"):
+        build_head("mlp", 8, 8, 3)
