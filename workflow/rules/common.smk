@@ -32,6 +32,9 @@ def one_of(names):
 
 
 MODEL_NAMES = one_of(MODELS)
+PRECOMPUTED = config["detect"].get("precomputed", {})  # split -> a SlowFast/LFB box file used instead of the detector
+DETECTED_SPLITS = one_of([s for s in SPLITS if s not in PRECOMPUTED]) or "$^"
+PRECOMPUTED_SPLITS = one_of(PRECOMPUTED) or "$^"
 
 
 wildcard_constraints:
@@ -190,6 +193,14 @@ def detect_inputs(wildcards):
     return {
         "checkpoint": DETECTOR,
         "frames": frames_of_split(wildcards.split),
+        "keyframes": KEYFRAMES.format(split=wildcards.split),
+        **optional_ground_truth(wildcards.split),
+    }
+
+
+def precomputed_inputs(wildcards):
+    return {
+        "boxes": PRECOMPUTED[wildcards.split],
         "keyframes": KEYFRAMES.format(split=wildcards.split),
         **optional_ground_truth(wildcards.split),
     }

@@ -25,6 +25,8 @@ rule detector_train:
 
 rule detect:
     """Person boxes at every keyframe of a split, with recall and precision at IoU 0.5."""
+    wildcard_constraints:
+        split=DETECTED_SPLITS,
     input:
         unpack(detect_inputs),
     output:
@@ -48,3 +50,24 @@ rule detect:
         "python -m pipeline.detect.infer --checkpoint {input.checkpoint} --frames-dir {params.frames_dir}"
         " --keyframes {input.keyframes} --out {output.boxes} --metrics {output.metrics} {params.gt}"
         " --params {params.json:q} --threads {threads} > {log} 2>&1"
+
+
+rule detect_precomputed:
+    """Precomputed person boxes (SlowFast's or LFB's files, detect.precomputed) in place of the detector."""
+    wildcard_constraints:
+        split=PRECOMPUTED_SPLITS,
+    input:
+        unpack(precomputed_inputs),
+    output:
+        boxes=BOXES,
+        metrics=DETECT_METRICS,
+    params:
+        json=params_json(config["detect"]),
+        gt=lambda wildcards, input: ground_truth_arg(input),
+    log:
+        f"{LOGS}/detect/{{split}}.precomputed.log",
+    conda:
+        "../../envs/models.yaml"
+    shell:
+        "python -m pipeline.detect.precomputed --boxes {input.boxes:q} --keyframes {input.keyframes}"
+        " --out {output.boxes} --metrics {output.metrics} {params.gt} --params {params.json:q} > {log} 2>&1"
