@@ -5,7 +5,7 @@ Builds, from a seed, 64 videos x 897 keyframes with about 310k ground-truth rows
 ``python -m pipeline.ava.evaluate`` end to end (interpreter start and CSV reading included) in a subprocess:
 wall and CPU seconds, and its peak resident memory from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``.
 The machine's load average is printed too, since wall time on a shared machine depends on it.
-The yardstick is the plain loop of ``bench/_reference_eval.py`` timed in the same run, on the whole case or,
+The yardstick is the plain loop of ``pipeline/ava/reference.py`` timed in the same run, on the whole case or,
 with ``--loop-videos N``, on the first N videos (then both are timed on that subset for the ratio).
 The last line is a JSON object.
 
@@ -28,9 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _reference_eval import evaluate_reference  # noqa: E402
+from pipeline.ava.reference import evaluate_reference  # noqa: E402
 from pipeline.ava.formats import (  # noqa: E402
     AvaRows, LabelMap, write_detections, write_excluded, write_ground_truth, write_label_map,
 )

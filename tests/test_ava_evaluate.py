@@ -2,7 +2,7 @@
 
 Boxes in the hand cases use dyadic coordinates, so that every IoU below is exact. Where ties decide, the
 expected values follow the official evaluator's rules (its heap at the capacity cut, ground truth ordered by
-descending person id), which bench/_reference_eval.py replays row by row; every case is also checked against it.
+descending person id), which pipeline/ava/reference.py replays row by row; every case is also checked against it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import pytest
 from pipeline.ava import formats as F
 from pipeline.ava.evaluate import average_precision, evaluate, evaluate_files, main
 
-_spec = importlib.util.spec_from_file_location(
-    "_reference_eval", Path(__file__).resolve().parent.parent / "bench" / "_reference_eval.py")
-reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference)
+from pipeline.ava import reference
 
 A = "0.0,0.0,0.5,1.0"        # left half
 B = "0.25,0.0,0.75,1.0"      # middle, overlaps A
