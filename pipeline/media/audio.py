@@ -138,15 +138,6 @@ class AudioStore(TimedStore):
             self.sr = int(h5.attrs["sr"])
             self.n_mels = int(h5.attrs["n_mels"])
 
-    def __enter__(self) -> "AudioStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def __len__(self) -> int:
-        return len(self.t)
-
     def window(self, times: np.ndarray) -> np.ndarray:
         """float32 [n, n_mels, frames]: log-mel of the window nearest each of ``times``."""
         return self.logmel[self.nearest(times)].astype(np.float32)

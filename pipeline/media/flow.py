@@ -269,17 +269,8 @@ class FlowStore(TimedStore):
         self.height = int(self._h5.attrs["height"])
         self.width = int(self._h5.attrs["width"])
 
-    def __enter__(self) -> "FlowStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         self._h5.close()
-
-    def __len__(self) -> int:
-        return len(self.t)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """float32 [n, H, W, 3]: dx, dy in pixels (dequantized) and dx * dy, for pairs ``indices``."""

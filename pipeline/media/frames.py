@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Self
 
 import cv2
 import ffmpeg as ffmpeg_python
@@ -353,6 +353,18 @@ class TimedStore:
 
     t: np.ndarray
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the store's file; stores that keep it open override this."""
+
+    def __len__(self) -> int:
+        return len(self.t)
+
     def nearest(self, times: np.ndarray) -> np.ndarray:
         """int64 [n]: index of the stored item whose time is nearest each of ``times`` (earlier on ties)."""
         times = np.atleast_1d(np.asarray(times, dtype=np.float64))
@@ -386,17 +398,8 @@ class FrameStore(TimedStore):
         self.width = int(self._h5.attrs["width"])
         self.video_id = str(self._h5.attrs.get("video_id", self.path.stem))
 
-    def __enter__(self) -> "FrameStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         self._h5.close()
-
-    def __len__(self) -> int:
-        return len(self.t)
 
     def read_jpeg(self, indices: np.ndarray) -> list[np.ndarray]:
         """The stored JPEG bytes (uint8 [nbytes] each) of frames ``indices``."""
