@@ -171,10 +171,8 @@ def probe_video(video_id: str, split: str, path: Path, time_offset: float) -> Vi
     """Probe one video file with ffmpeg into a manifest row."""
     from pipeline.media.probe import probe
 
-    p = probe(path)
-    return VideoInfo(video_id=video_id, split=split, path=str(path), fps=float(p.fps), n_frames=int(p.n_frames),
-                     duration_s=float(p.duration_s), width=int(p.width), height=int(p.height),
-                     has_audio=bool(p.has_audio), time_offset=float(time_offset))
+    return VideoInfo(video_id=video_id, split=split, path=str(path), **asdict(probe(path)),
+                     time_offset=float(time_offset))
 
 
 def write_manifest(path: str | Path, videos: list[VideoInfo], params: dict[str, Any]) -> None:
