@@ -117,16 +117,21 @@ def write_outputs(detections: AvaRows, keyframes: AvaRows, out: Path, metrics_pa
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--frames-dir", type=Path, required=True)
+def add_box_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every source of person boxes takes: keyframes, outputs, params, optional ground truth."""
     parser.add_argument("--keyframes", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--params", type=json.loads, required=True, help="the detect config section as JSON")
     parser.add_argument("--ground-truth", type=Path, default=None)
     parser.add_argument("--excluded", type=Path, default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--frames-dir", type=Path, required=True)
+    add_box_output_arguments(parser)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -15,7 +15,6 @@ and the metrics say how many boxes and keyframes of the file lie outside them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 from pipeline.ava.formats import AvaRows, read_boxes
 from pipeline.dataset import read_keyframes
-from pipeline.detect.infer import write_outputs
+from pipeline.detect.infer import add_box_output_arguments, write_outputs
 
 STAGE = "detect.precomputed"
 
@@ -66,12 +65,7 @@ def on_keyframes(rows: AvaRows, keyframes: AvaRows) -> tuple[AvaRows, dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--boxes", type=Path, required=True, help="SlowFast/LFB person-box CSV")
-    parser.add_argument("--keyframes", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--params", type=json.loads, required=True, help="the detect config section as JSON")
-    parser.add_argument("--ground-truth", type=Path, default=None)
-    parser.add_argument("--excluded", type=Path, default=None)
+    add_box_output_arguments(parser)
     args = parser.parse_args(argv)
     rows = read_boxes(args.boxes)
     boxes = distinct_boxes(rows)
