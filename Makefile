@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(PY) -c "import torch, torchvision, cv2, snakemake, librosa, h5py, pyarrow"
+	$(PY) -c "import torch, torchvision, cv2, simplejpeg, snakemake, librosa, h5py, pyarrow"
 	touch $(STAMP)
 
 $(DEMO_DATA)/.complete: $(STAMP)

@@ -151,13 +151,11 @@ def test_jpeg_round_trip_matches_the_decoded_frames(videos, tmp_path):
         assert len(fs) == len(reference)
         decoded = fs.read(np.arange(len(fs)))
         # The store holds the decoder's frames up to JPEG loss (and YUV -> RGB rounding): as close to
-        # them as OpenCV's own JPEG round trip of them (testsrc's saturated colour edges are hard on
-        # 4:2:0 JPEG) ...
+        # them as a JPEG round trip of them at the same quality (testsrc's saturated colour edges are
+        # hard on 4:2:0 JPEG).
         jpeg_of_reference = np.stack([frames_mod.decode_jpeg(frames_mod.encode_jpeg(f, 95)) for f in reference])
         jpeg_loss = np.abs(jpeg_of_reference.astype(np.int16) - reference).mean()
-        assert np.abs(decoded.astype(np.int16) - reference).mean() < jpeg_loss + 0.5
-        # ... and nearly equal to that round trip.
-        assert np.abs(decoded.astype(np.int16) - jpeg_of_reference).mean() < 1.0
+        assert np.abs(decoded.astype(np.int16) - reference).mean() < jpeg_loss + 0.1
         assert fs.read_jpeg([0])[0][:2].tolist() == [0xFF, 0xD8]
         gray = fs.read([3], gray=True)[0].astype(np.int16)  # the JPEG's luma plane
         assert np.abs(gray - cv2.cvtColor(decoded[3], cv2.COLOR_RGB2GRAY)).mean() < 2.0

@@ -13,9 +13,10 @@ Frame selection happens in ffmpeg's ``select`` filter, on the decoder's timestam
   keyframe k of the video are kept. The rate rule looks at every decoded frame, so a clips store
   holds exactly the frames of the ``all`` store that fall in the windows.
 The frames are resized in ffmpeg to the configured short side (display aspect kept, even sizes,
-area averaging), converted to BT.601 limited-range YUV 4:2:0 (from the colour matrix the source is
-tagged with), sent through a pipe as YUV4MPEG2, and turned into RGB and JPEG by OpenCV on a
-thread pool (half the pipe bytes of RGB, and the colour conversion runs on the encoding threads).
+area averaging), converted to full-range BT.601 YUV 4:2:0 (from the colour matrix the source is
+tagged with), which is JPEG's own colour space (JFIF), sent through a pipe as YUV4MPEG2 (half the
+bytes of RGB), and JPEG-encoded from those planes by libjpeg-turbo (simplejpeg) on a thread pool:
+no RGB round trip, and the encoder releases the GIL.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import cv2
 import ffmpeg as ffmpeg_python
 import h5py
 import numpy as np
+import simplejpeg
 
 from pipeline.errors import InputError
 from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, ffmpeg_exe, read_frame_times, stderr_tail
@@ -136,12 +138,12 @@ def select_expression(fps: float | None, windows: list[tuple[float, float]] | No
 def scale_filter_args(short_side: int) -> dict[str, str]:
     """``scale`` filter arguments: short side of the *displayed* picture (sar applied) to
     ``short_side``, the other side to the nearest even size keeping the display aspect ratio;
-    output in the BT.601 limited-range YUV that OpenCV's I420 conversion expects."""
+    output in full-range BT.601 YUV, the colour space of JFIF JPEG."""
     landscape = "gte(iw*sar,ih)"
     return {
         "w": f"if({landscape},2*round({short_side}*iw*sar/ih/2),{short_side})",
         "h": f"if({landscape},{short_side},2*round({short_side}*ih/(iw*sar)/2))",
-        "flags": "area", "out_color_matrix": "bt601", "out_range": "tv",
+        "flags": "area", "out_color_matrix": "bt601", "out_range": "pc",
     }
 
 
@@ -189,22 +191,24 @@ def read_y4m_frames(pipe: IO[bytes]) -> Iterator[np.ndarray]:
         yield np.frombuffer(data, dtype=np.uint8).reshape(height * 3 // 2, width)
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+def encode_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """JPEG of an RGB image uint8 [H, W, 3] (or a gray one [H, W]) as uint8 [nbytes]."""
-    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    return _imencode(image, quality)
+    if image.ndim == 2:
+        return _as_array(simplejpeg.encode_jpeg_yuv_planes(np.ascontiguousarray(image), None, None, int(quality)))
+    return _as_array(simplejpeg.encode_jpeg(np.ascontiguousarray(image), int(quality), colorspace="RGB",
+                                            colorsubsampling="420"))
 
 
 def encode_i420_jpeg(i420: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG (uint8 [nbytes]) of an I420 frame uint8 [H * 3 // 2, W] (BT.601 limited range)."""
-    return _imencode(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), quality)
+    """JPEG (uint8 [nbytes]) of an I420 frame uint8 [H * 3 // 2, W]: full-range BT.601 Y, U and V
+    planes one after the other, as JFIF stores them (no colour conversion)."""
+    height, width = i420.shape[0] * 2 // 3, i420.shape[1]
+    chroma = i420[height:].reshape(2, height // 2, width // 2)
+    return _as_array(simplejpeg.encode_jpeg_yuv_planes(i420[:height], chroma[0], chroma[1], int(quality)))
 
 
-def _imencode(bgr: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("cv2.imencode failed")
-    return buf.reshape(-1)
+def _as_array(jpeg: bytes) -> np.ndarray:
+    return np.frombuffer(jpeg, dtype=np.uint8)
 
 
 def decode_jpeg(buf: np.ndarray, gray: bool = False) -> np.ndarray:
