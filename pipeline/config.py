@@ -84,3 +84,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def section_json(section: Any) -> str:
     """A config section as canonical JSON: the ``--params`` of a stage (stable, so Snakemake sees real changes only)."""
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
+
+
+def clip_context_s(config: dict[str, Any], modality: str | None = None) -> float:
+    """Seconds that ``frames.window: clips`` keeps each side of a keyframe for ``modality``.
+
+    Half the longest clip (clip_frames * clip_stride stored frames) that the backbones reading
+    ``modality`` take, plus one frame, over ``frames.fps``. Frames (``None``) serve every backbone,
+    the flow ones included; a modality that no backbone reads keeps what the frames keep.
+    """
+    backbones = list(config["backbones"].values())
+    readers = [b for b in backbones if modality in (None, b["modality"])] or backbones
+    half = max(b["clip_frames"] * b["clip_stride"] / 2 for b in readers)
+    return (half + 1) / float(config["frames"]["fps"])

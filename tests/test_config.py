@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, validate_config
+from pipeline.config import ConfigError, clip_context_s, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +39,14 @@ def test_broken_configs_name_the_key(mutate, expected):
     mutate(config)
     with pytest.raises(ConfigError, match=expected):
         validate_config(config)
+
+
+def test_clip_context_covers_the_longest_clip_of_each_modality():
+    config = {"frames": {"fps": 10.0}, "backbones": {
+        "rgb": {"modality": "rgb", "clip_frames": 8, "clip_stride": 2},        # spans 16 frames
+        "flow": {"modality": "flow/tvl1", "clip_frames": 8, "clip_stride": 1},  # spans 8 pairs
+    }}
+    assert clip_context_s(config) == pytest.approx((8 + 1) / 10)             # frames serve both
+    assert clip_context_s(config, "rgb") == pytest.approx((8 + 1) / 10)
+    assert clip_context_s(config, "flow/tvl1") == pytest.approx((4 + 1) / 10)
+    assert clip_context_s(config, "flow/farneback") == clip_context_s(config)  # read by no backbone

@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 os.environ["PYTHONPATH"] = workflow.basedir + os.pathsep + os.environ.get("PYTHONPATH", "")
 
-from pipeline.config import section_json, validate_config
+from pipeline.config import clip_context_s, section_json, validate_config
 from pipeline.dataset import all_video_ids, find_video
 
 validate_config(config, "config.yaml")
@@ -113,13 +113,6 @@ def dataset_inputs(wildcards):
     return files
 
 
-def clip_context_s():
-    """Half the longest clip any backbone reads, in seconds, plus one frame: what frames.window=clips keeps."""
-    fps = config["frames"]["fps"]
-    half = max(b["clip_frames"] * b["clip_stride"] / 2 for b in BACKBONES.values())
-    return (half + 1) / fps
-
-
 def frames_of_split(split):
     return expand(FRAMES, video=videos_of(split))
 
@@ -172,10 +165,10 @@ def flow_inputs(wildcards):
     return {"frames": FRAMES.format(video=wildcards.video), **clip_window_inputs(wildcards)}
 
 
-def clip_windows_arg(input):
+def clip_windows_arg(input, modality=None):
     if "keyframes" not in input.keys():
         return ""
-    return f"--keyframes {input.keyframes} --context-s {clip_context_s():.6f}"
+    return f"--keyframes {input.keyframes} --context-s {clip_context_s(config, modality):.6f}"
 
 
 def flow_params(wildcards):

@@ -57,7 +57,7 @@ rule flow:
         FLOW,
     params:
         json=flow_params,
-        windows=lambda wildcards, input: clip_windows_arg(input),
+        windows=lambda wildcards, input: clip_windows_arg(input, f"flow/{wildcards.method}"),
     threads: 2
     resources:
         mem_mb=2000,
