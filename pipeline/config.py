@@ -13,6 +13,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pipeline.models.names import arch_problem
+
+#: Backbone keys that say how clips of frames or flow are sampled and pooled.
+CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool"}
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -52,9 +56,19 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         modality = backbone["modality"]
         if modality.startswith("flow/") and modality.split("/", 1)[1] not in config["flow"]["methods"]:
             problems.append(f"backbones.{name}.modality {modality!r} needs {modality.split('/', 1)[1]!r} in flow.methods")
+        if modality == "audio":
+            for key in sorted(set(backbone) & CLIP_KEYS):
+                problems.append(f"backbones.{name}.{key}: does not apply to audio, which reads the "
+                                f"keyframe's log-mel window")
+        problem = arch_problem(backbone["arch"], modality)
+        if problem:
+            problems.append(f"backbones.{name}.arch: {problem}")
     for name, model in config["models"].items():
         if model["backbone"] not in config["backbones"]:
             problems.append(f"models.{name}.backbone {model['backbone']!r} is not in backbones")
+        elif model["head"] == "atr" and config["backbones"][model["backbone"]]["modality"] == "audio":
+            problems.append(f"models.{name}: the atr head relates a box to the picture around it; "
+                            f"audio features have no picture (use head: linear)")
     for name, fusion in config["fusions"].items():
         for model in fusion["models"]:
             if model not in config["models"]:
@@ -90,10 +104,13 @@ def clip_context_s(config: dict[str, Any], modality: str | None = None) -> float
     """Seconds that ``frames.window: clips`` keeps each side of a keyframe for ``modality``.
 
     Half the longest clip (clip_frames * clip_stride stored frames) that the backbones reading
-    ``modality`` take, plus one frame, over ``frames.fps``. Frames (``None``) serve every backbone,
-    the flow ones included; a modality that no backbone reads keeps what the frames keep.
+    ``modality`` take, plus one frame, over ``frames.fps``. Frames (``None``) serve every backbone
+    of frames or flow; a modality that no backbone reads keeps what the frames keep; with no such
+    backbone at all (audio only), one frame.
     """
-    backbones = list(config["backbones"].values())
+    backbones = [b for b in config["backbones"].values() if b["modality"] != "audio"]
     readers = [b for b in backbones if modality in (None, b["modality"])] or backbones
+    if not readers:
+        return 1.0 / float(config["frames"]["fps"])
     half = max(b["clip_frames"] * b["clip_stride"] / 2 for b in readers)
     return (half + 1) / float(config["frames"]["fps"])

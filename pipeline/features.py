@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, read_ground_truth, read_label_map
-from pipeline.data.clips import ClipSpec, input_shape, load_clip, open_store, pad_clips, rois_in_pixels
+from pipeline.data.clips import ClipSpec, load_clip, open_store, pad_clips, rois_in_pixels
 from pipeline.dataset import read_keyframes
 from pipeline.detect.training_boxes import DETECTION, training_boxes
 from pipeline.errors import InputError
@@ -90,16 +90,18 @@ def extract(model: torch.nn.Module, store_path: str | Path, spec: ClipSpec, time
     """ROI features and context maps of one video.
 
     times: int64 [K] keyframes; box_t: int64 [N] (each in ``times``); boxes: float32 [N, 4] normalized.
-    Returns roi float32 [N, D], context float32 [K, D, h, w] and the input (H, W).
+    Returns roi float32 [N, D], context float32 [K, D, h, w] and the input (H, W) (audio: the
+    window's (n_mels, frames)).
     """
     model.eval()
     roi = None
     contexts = []
     with open_store(store_path, spec) as store:
-        shape = input_shape(store.height, store.width, spec.input_size)
         batches = [times[i:i + KEYFRAME_BATCH] for i in range(0, len(times), KEYFRAME_BATCH)]
         for batch_times in progress(batches, desc=f"features {Path(store_path).stem}", unit="batch"):
-            clips = pad_clips([load_clip(store, float(t), spec) for t in batch_times])
+            clip_list = [load_clip(store, float(t), spec) for t in batch_times]
+            shape = tuple(clip_list[0].shape[2:])   # a video's clips share one input size
+            clips = pad_clips(clip_list)
             rows = [np.flatnonzero(box_t == t) for t in batch_times]
             rois = rois_in_pixels([boxes[r] for r in rows], [shape] * len(batch_times))
             batch_roi, context = model.features(clips, rois)

@@ -51,9 +51,12 @@ def describe(model: str, params: dict[str, Any]) -> dict[str, str]:
         return {"input": "–", "modality": " + ".join(fusion["models"]), "operation": f"fusion: {fusion['strategy']}"}
     spec = params["models"][model]
     backbone = params["backbones"][spec["backbone"]]
-    size = backbone["input_size"]
+    if backbone["modality"] == "audio":
+        shape = "log-mel window of the keyframe's second"
+    else:
+        shape = f"(3, {backbone['clip_frames']}, {backbone['input_size']}, {backbone['input_size']})"
     return {
-        "input": f"(3, {backbone['clip_frames']}, {size}, {size})",
+        "input": shape,
         "modality": backbone["modality"],
         "operation": f"{backbone['arch']}, {'ATR' if spec['head'] == 'atr' else 'linear'} head",
     }

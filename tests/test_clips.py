@@ -60,6 +60,21 @@ def test_clip_sampling_indices_at_the_edges(tmp_path, center_t, expected):
     np.testing.assert_allclose(gray_levels(clip), 8 * np.asarray(expected), atol=2.0)
 
 
+def test_audio_clip_is_the_keyframes_log_mel_window(tmp_path):
+    path = tmp_path / "a.h5"
+    logmel = np.arange(5 * 4 * 6, dtype=np.float16).reshape(5, 4, 6)
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("logmel", data=logmel)
+        h5.create_dataset("t", data=900.0 + np.arange(5))
+        h5.attrs.update({"sr": 16000, "n_mels": 4, "has_audio": True})
+    spec = ClipSpec.from_params({"modality": "audio", "arch": "vgg_tiny"})
+    with open_store(path, spec) as store:
+        clip = load_clip(store, 902.0, spec)
+    assert clip.dtype == torch.float32 and clip.shape == (1, 1, 4, 6)
+    np.testing.assert_array_equal(clip[0, 0].numpy(), logmel[2])
+    assert flip_clip(clip, spec) is clip                 # mono audio has no left and right
+
+
 def test_input_shape_keeps_the_aspect():
     assert input_shape(240, 320, 112) == (112, 149)
     assert input_shape(320, 240, 112) == (149, 112)

@@ -50,3 +50,24 @@ def test_clip_context_covers_the_longest_clip_of_each_modality():
     assert clip_context_s(config, "rgb") == pytest.approx((8 + 1) / 10)
     assert clip_context_s(config, "flow/tvl1") == pytest.approx((4 + 1) / 10)
     assert clip_context_s(config, "flow/farneback") == clip_context_s(config)  # read by no backbone
+
+
+def test_audio_backbone_needs_an_audio_arch_no_clip_keys_and_a_linear_head():
+    config = demo_config()
+    config["backbones"]["audio_vgg"] = {"arch": "vgg_tiny", "modality": "audio",
+                                        "finetune": {"epochs": 1, "lr": 0.001, "batch_size": 8}}
+    config["models"]["audio"] = {"backbone": "audio_vgg", "head": "linear",
+                                 "train": {"epochs": 1, "lr": 0.01, "batch_size": 8}}
+    validate_config(config)
+    assert clip_context_s(config) == clip_context_s(demo_config())   # audio reads no frames
+    for mutate, expected in [
+        (lambda c: c["backbones"]["audio_vgg"].update(clip_frames=8), r"audio_vgg\.clip_frames: does not apply"),
+        (lambda c: c["backbones"]["audio_vgg"].update(arch="r3d_tiny"), "'r3d_tiny' does not read 'audio'"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(arch="vgg16"), "'vgg16' does not read 'rgb'"),
+        (lambda c: c["models"]["audio"].update(head="atr"), r"models\.audio: the atr head"),
+        (lambda c: c["backbones"]["rgb_r3d"].pop("input_size"), "rgb_r3d: 'input_size' is a required property"),
+    ]:
+        broken = copy.deepcopy(config)
+        mutate(broken)
+        with pytest.raises(ConfigError, match=expected):
+            validate_config(broken)

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from pipeline.models.atr import AtrHead, outside_mask
-from pipeline.models.registry import ARCHS, build_backbone, build_head, modality_channels
-from pipeline.models.roi_head import ActionDetector, LinearHead, RoiFeatures
+from pipeline.models.registry import AUDIO_ARCHS, VIDEO_ARCHS, build_backbone, build_head, modality_channels
+from pipeline.models.roi_head import ActionDetector, KeyframePooling, LinearHead, RoiFeatures
 
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", VIDEO_ARCHS)
 @pytest.mark.parametrize("modality", ["rgb", "flow/tvl1"])
 def test_backbone_shapes(arch, modality):
     torch.manual_seed(0)
@@ -28,11 +28,61 @@ def test_backbone_shapes(arch, modality):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("arch", AUDIO_ARCHS)
+def test_audio_backbone_shapes(arch):
+    torch.manual_seed(0)
+    net = build_backbone(arch, "audio").eval()
+    with torch.no_grad():
+        y = net(torch.randn(2, 1, 1, 64, 98))
+    assert net.per_keyframe
+    assert y.shape[:3] == (2, net.out_channels, 1)
+    assert y.shape[3:] == (64 // net.spatial_stride, 98 // net.spatial_stride)
+    assert torch.isfinite(y).all()
+    with pytest.raises(ValueError, match=r"log-mel windows \[B, 1, 1, n_mels, frames\]"):
+        net(torch.randn(2, 3, 8, 64, 98))
+
+
 def test_unknown_arch_and_modality():
     with pytest.raises(ValueError, match="unknown arch"):
         build_backbone("resnet9000", "rgb")
     with pytest.raises(ValueError, match="unknown modality"):
         build_backbone("r3d_tiny", "depth")
+    with pytest.raises(ValueError, match="'vgg16' does not read 'rgb'"):
+        build_backbone("vgg16", "rgb")
+    with pytest.raises(ValueError, match="'r3d_tiny' does not read 'audio'"):
+        build_backbone("r3d_tiny", "audio")
+
+
+def test_vgg16_weights_from_local_file_sum_the_rgb_filters(tmp_path):
+    from torchvision.models import vgg16
+    torch.manual_seed(0)
+    state = vgg16(weights=None).state_dict()      # torchvision's key layout, classifier included
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    net = build_backbone("vgg16", "audio", weights=path)
+    first = net.layers[1]
+    assert torch.allclose(first.weight, state["features.0.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(net.layers[3].weight, state["features.2.weight"])
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a torchvision vgg16 checkpoint"):
+        build_backbone("vgg16", "audio", weights=bad)
+
+
+def test_audio_detector_gives_every_box_of_a_keyframe_its_window_feature():
+    torch.manual_seed(0)
+    model = ActionDetector(build_backbone("vgg_tiny", "audio"), num_classes=4, roi_size=7).eval()
+    assert isinstance(model.roi, KeyframePooling)
+    windows = torch.randn(2, 1, 1, 64, 98)
+    rois = torch.tensor([[0, 1, 2, 30, 40], [0, 50, 2, 90, 60], [1, 5, 5, 10, 10]], dtype=torch.float32)
+    with torch.no_grad():
+        roi, context = model.features(windows, rois)
+        alone, _ = model.features(windows[1:], torch.tensor([[0, 0, 0, 1, 1]], dtype=torch.float32))
+    assert roi.shape == (3, model.backbone.out_channels) and context.shape == (2, roi.shape[1], 1, 1)
+    assert torch.equal(roi[0], roi[1])                  # same keyframe, boxes anywhere: same feature
+    assert not torch.allclose(roi[0], roi[2])
+    torch.testing.assert_close(roi[2], alone[0])        # each keyframe's feature is its own window's
+    assert model(windows, rois).shape == (3, 4)
 
 
 def test_torchvision_weights_from_local_file(tmp_path):

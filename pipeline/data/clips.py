@@ -5,6 +5,8 @@ A clip is ``clip_frames`` stored frames ``clip_stride`` apart, centred on the ke
 it directly), normalized, as float32 ``[C, T, H, W]``:
 - ``rgb``: Kinetics mean and std (torchvision's video models were trained with them);
 - ``flow/<method>``: dx / bound, dy / bound, dx * dy / bound**2 (all within [-1, 1]).
+An ``audio`` clip is the log-mel window of the keyframe's second as a one-step clip
+``[1, 1, n_mels, frames]`` (the backbone standardizes it); clip keys and ``input_size`` do not apply.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from pipeline.ava.formats import AvaRows
 from pipeline.detect.boxes import keyframe_groups
+from pipeline.media.audio import AudioStore
 from pipeline.media.flow import FlowStore
 from pipeline.media.frames import FrameStore
 
@@ -30,13 +33,15 @@ RGB_STD = np.array([0.22803, 0.22145, 0.216989], dtype=np.float32)
 class ClipSpec:
     """How a backbone samples its input: the config's backbone keys that concern clips."""
 
-    modality: str        # rgb | flow/<method>
+    modality: str        # rgb | flow/<method> | audio
     clip_frames: int
     clip_stride: int     # in stored frames
     input_size: int      # short side, pixels
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "ClipSpec":
+        if params["modality"] == "audio":
+            return cls("audio", 1, 1, 0)
         return cls(params["modality"], int(params["clip_frames"]), int(params["clip_stride"]),
                    int(params["input_size"]))
 
@@ -44,9 +49,18 @@ class ClipSpec:
     def is_flow(self) -> bool:
         return self.modality.startswith("flow/")
 
+    @property
+    def is_audio(self) -> bool:
+        return self.modality == "audio"
 
-def open_store(path: str | Path, spec: ClipSpec) -> FrameStore | FlowStore:
+
+Store = FrameStore | FlowStore | AudioStore
+
+
+def open_store(path: str | Path, spec: ClipSpec) -> Store:
     """The store of ``spec.modality`` at ``path`` (use as a context manager)."""
+    if spec.is_audio:
+        return AudioStore(path)
     return FlowStore(path) if spec.is_flow else FrameStore(path)
 
 
@@ -77,8 +91,10 @@ def normalize_flow(frames: np.ndarray, bound: float) -> np.ndarray:
     return np.ascontiguousarray((frames.astype(np.float32) * scale).transpose(3, 0, 1, 2))
 
 
-def load_clip(store: FrameStore | FlowStore, center_t: float, spec: ClipSpec) -> torch.Tensor:
-    """The clip of ``spec`` around time ``center_t``: float32 ``[3, T, H, W]``."""
+def load_clip(store: Store, center_t: float, spec: ClipSpec) -> torch.Tensor:
+    """The clip of ``spec`` around time ``center_t``: float32 ``[3, T, H, W]`` (audio: ``[1, 1, n_mels, frames]``)."""
+    if spec.is_audio:
+        return torch.from_numpy(store.window(np.array([center_t]))[None])
     frames = store.clip(center_t, spec.clip_frames, spec.clip_stride)
     frames = _resize(frames, input_shape(store.height, store.width, spec.input_size))
     x = normalize_flow(frames, store.bound) if spec.is_flow else normalize_rgb(frames)
@@ -86,7 +102,9 @@ def load_clip(store: FrameStore | FlowStore, center_t: float, spec: ClipSpec) ->
 
 
 def flip_clip(clip: torch.Tensor, spec: ClipSpec) -> torch.Tensor:
-    """Mirror ``[C, T, H, W]`` left-right; flow's dx (and so dx*dy) changes sign."""
+    """Mirror ``[C, T, H, W]`` left-right; flow's dx (and so dx*dy) changes sign; mono audio stays."""
+    if spec.is_audio:
+        return clip
     flipped = np.ascontiguousarray(clip.numpy()[..., ::-1])   # numpy: much faster than Tensor.flip on CPU
     if spec.is_flow:
         flipped[0] *= -1.0

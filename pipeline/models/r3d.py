@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision.models import video as tv_video
 
+from pipeline.models.checkpoints import load_torchvision_weights
+
 
 def _conv_bn(in_ch: int, out_ch: int, kernel, stride, padding) -> nn.Sequential:
     return nn.Sequential(nn.Conv3d(in_ch, out_ch, kernel, stride, padding, bias=False), nn.BatchNorm3d(out_ch))
@@ -83,12 +85,7 @@ class TorchvisionVideoResNet(nn.Module):
         super().__init__()
         net = getattr(tv_video, arch)(weights=None)
         if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            missing, unexpected = net.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.startswith("fc.")]
-            if missing or unexpected:
-                raise ValueError(f"{weights}: not a torchvision {arch} checkpoint "
-                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            load_torchvision_weights(net, weights, arch, classifier_prefix="fc.")
         self.stem, self.layer1, self.layer2 = net.stem, net.layer1, net.layer2
         self.layer3, self.layer4 = net.layer3, net.layer4
 

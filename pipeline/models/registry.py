@@ -8,36 +8,42 @@ import torch
 from torch import nn
 
 from pipeline.models.atr import AtrHead
+from pipeline.models.names import ARCHS, AUDIO_ARCHS, HEADS, TORCHVISION_ARCHS, VIDEO_ARCHS, arch_problem
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
 from pipeline.models.roi_head import LinearHead
+from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
-TORCHVISION_ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
-ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS
-HEADS = ("linear", "atr")
+__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
 
 
 def modality_channels(modality: str) -> int:
-    """Input channels of a modality: ``rgb`` (R, G, B) and ``flow/<method>`` (dx, dy, dx*dy) have 3."""
+    """Input channels of a modality: ``rgb`` (R, G, B) and ``flow/<method>`` (dx, dy, dx*dy) have 3,
+    ``audio`` (log-mel) 1."""
     if modality == "rgb" or modality.startswith("flow/"):
         return 3
-    raise ValueError(f"unknown modality {modality!r}: expected rgb or flow/<method>")
+    if modality == "audio":
+        return 1
+    raise ValueError(f"unknown modality {modality!r}: expected rgb, flow/<method> or audio")
 
 
 def build_backbone(arch: str, modality: str, weights: str | Path | None = None) -> nn.Module:
     """The backbone ``arch`` for ``modality``; ``weights``: a local checkpoint (never downloaded).
 
-    For ``r3d_tiny`` the checkpoint is this module's own state dict; for torchvision's archs it is
-    torchvision's file for that arch.
+    For ``r3d_tiny`` and ``vgg_tiny`` the checkpoint is that module's own state dict; for
+    torchvision's archs (video ResNets, ``vgg16``) it is torchvision's file for that arch.
     """
     in_channels = modality_channels(modality)
-    if arch == "r3d_tiny":
-        net = R3dTiny(in_channels)
+    problem = arch_problem(arch, modality)
+    if problem:
+        raise ValueError(problem)
+    if arch in ("r3d_tiny", "vgg_tiny"):
+        net = R3dTiny(in_channels) if arch == "r3d_tiny" else VggTiny()
         if weights is not None:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return net
     if arch in TORCHVISION_ARCHS:
         return TorchvisionVideoResNet(arch, weights)
-    raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    return Vgg16Audio(weights)
 
 
 def build_head(kind: str, roi_dim: int, context_dim: int, num_classes: int) -> nn.Module:

@@ -3,6 +3,8 @@
 The paper (II.B) puts ROI pooling after the last feature map and a sigmoid classifier after it;
 frame-level features are averaged over time before ROI pooling (II.A). Here: temporal mean,
 ROIAlign (``aligned=True``) at each person box, then a spatial max (or mean) over the ROI grid.
+Backbones whose map is not a picture (audio: mel band x time; ``per_keyframe``) give every box of
+a keyframe the map's mean instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class RoiFeatures(nn.Module):
         return roi, context
 
 
+class KeyframePooling(nn.Module):
+    """Feature map ``[B, D, T, h, w]`` and ROIs ``[K, 5]`` -> (features ``[K, D]``, context ``[B, D, 1, 1]``).
+
+    For backbones whose map is not a picture of the keyframe (audio): the map's mean over time and
+    space describes the whole keyframe, and each ROI gets that of its batch item.
+    """
+
+    def forward(self, feature_map: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        context = feature_map.mean(dim=(2, 3, 4))
+        return context[rois[:, 0].long()], context[:, :, None, None]
+
+
 class LinearHead(nn.Module):
     """Dropout and a linear layer: ROI features ``[N, D]`` -> logits ``[N, C]`` (sigmoid outside)."""
 
@@ -55,12 +69,18 @@ class ActionDetector(nn.Module):
 
     ``forward(clips [B, C, T, H, W], rois [K, 5])`` -> logits ``[K, num_classes]``;
     ``features`` gives the ROI features ``[K, D]`` and context ``[B, D, h, w]`` instead.
+    A backbone with ``per_keyframe = True`` gets :class:`KeyframePooling` instead of ROIAlign.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, roi_size: int, pool: str = "max"):
+    def __init__(self, backbone: nn.Module, num_classes: int, roi_size: int | None = None, pool: str = "max"):
         super().__init__()
         self.backbone = backbone
-        self.roi = RoiFeatures(roi_size, backbone.spatial_stride, pool)
+        if getattr(backbone, "per_keyframe", False):
+            self.roi = KeyframePooling()
+        elif roi_size is None:
+            raise ValueError("a backbone of frames or flow needs roi_size")
+        else:
+            self.roi = RoiFeatures(int(roi_size), backbone.spatial_stride, pool)
         self.head = LinearHead(backbone.out_channels, num_classes)
 
     def features(self, clips: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,9 +7,9 @@ plus the detections that overlap one (``pipeline.detect.training_boxes``). Write
 provenance sidecar and, optionally, a CSV log with the mean loss per epoch.
 
 Params (the config's backbone section plus ``seed`` and ``train_box_iou``): arch, modality,
-clip_frames, clip_stride, input_size, roi_size, finetune {epochs, lr, batch_size, weight_decay
-(optional)}, weights (optional local checkpoint of the backbone), roi_pool (optional: max | avg,
-default max). The optimizer is AdamW at a constant learning rate (the paper: constant rate, ~5 epochs).
+clip_frames, clip_stride, input_size, roi_size (none of these four for audio), finetune {epochs,
+lr, batch_size, weight_decay (optional)}, weights (optional local checkpoint of the backbone),
+roi_pool (optional: max | avg, default max). The optimizer is AdamW at a constant learning rate (the paper: constant rate, ~5 epochs).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def store_paths(paths: Sequence[str | Path]) -> dict[str, Path]:
 def build_detector(params: dict[str, Any], num_classes: int, weights: str | Path | None = None) -> ActionDetector:
     """The backbone and ROI head that ``params`` describe; ``weights``: a local backbone checkpoint."""
     backbone = build_backbone(params["arch"], params["modality"], weights)
-    return ActionDetector(backbone, num_classes, int(params["roi_size"]), params.get("roi_pool", "max"))
+    return ActionDetector(backbone, num_classes, params.get("roi_size"), params.get("roi_pool", "max"))
 
 
 def training_keyframes(label_map: LabelMap, ground_truth: str | Path, detections: str | Path,

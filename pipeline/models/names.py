@@ -1,0 +1,25 @@
+"""The names the config may give backbones and heads, and which modality each backbone reads.
+
+Kept free of torch so that the config check (run by Snakemake before any job) stays light.
+"""
+
+from __future__ import annotations
+
+#: torchvision's video ResNets (3 input channels).
+TORCHVISION_ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
+#: Backbones of clips of frames or flow ([B, 3, T, H, W]).
+VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS
+#: Backbones of log-mel spectrogram windows ([B, 1, 1, n_mels, frames]).
+AUDIO_ARCHS = ("vgg_tiny", "vgg16")
+ARCHS = VIDEO_ARCHS + AUDIO_ARCHS
+HEADS = ("linear", "atr")
+
+
+def arch_problem(arch: str, modality: str) -> str | None:
+    """Why backbone ``arch`` cannot read ``modality`` (rgb, flow/<method>, audio), or None when it can."""
+    if arch not in ARCHS:
+        return f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}"
+    if (modality == "audio") != (arch in AUDIO_ARCHS):
+        expected = AUDIO_ARCHS if modality == "audio" else VIDEO_ARCHS
+        return f"arch {arch!r} does not read {modality!r}: use one of {', '.join(expected)}"
+    return None
