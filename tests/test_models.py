@@ -28,6 +28,34 @@ def test_backbone_shapes(arch, modality):
     assert torch.isfinite(y).all()
 
 
+def test_tsn_sees_each_frame_alone_and_keeps_their_order():
+    torch.manual_seed(0)
+    net = build_backbone("tsn_resnet18", "rgb").eval()
+    clip = torch.randn(2, 3, 4, 64, 96)
+    with torch.no_grad():
+        maps = net(clip)
+        reversed_maps = net(clip.flip(2))
+        third = net(clip[:, :, 2:3])
+    assert maps.shape == (2, 512, 4, 2, 3)
+    torch.testing.assert_close(reversed_maps, maps.flip(2))
+    torch.testing.assert_close(third[:, :, 0], maps[:, :, 2])
+
+
+def test_tsn_weights_from_local_file(tmp_path):
+    from torchvision.models import resnet18
+    torch.manual_seed(0)
+    state = resnet18(weights=None).state_dict()     # torchvision's ImageNet layout, classifier included
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    net = build_backbone("tsn_resnet18", "flow/tvl1", weights=path)
+    assert torch.equal(net.trunk[0].weight, state["conv1.weight"])
+    assert torch.equal(net.trunk[7][1].conv2.weight, state["layer4.1.conv2.weight"])
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a torchvision resnet18 checkpoint"):
+        build_backbone("tsn_resnet18", "rgb", weights=bad)
+
+
 @pytest.mark.parametrize("arch", AUDIO_ARCHS)
 def test_audio_backbone_shapes(arch):
     torch.manual_seed(0)
@@ -128,9 +156,10 @@ def test_roi_feature_is_larger_over_a_bright_patch():
     assert (roi[1] < 1e-6).all() and (roi[2] < 1e-6).all()
 
 
-def test_action_detector_logits_and_features():
+@pytest.mark.parametrize("arch, context_hw", [("r3d_tiny", (3, 4)), ("tsn_resnet18", (2, 2))])
+def test_action_detector_logits_and_features(arch, context_hw):
     torch.manual_seed(0)
-    model = ActionDetector(build_backbone("r3d_tiny", "rgb"), num_classes=5, roi_size=4).eval()
+    model = ActionDetector(build_backbone(arch, "rgb"), num_classes=5, roi_size=4).eval()
     clips = torch.randn(2, 3, 4, 48, 64)
     rois = torch.tensor([[0, 0, 0, 32, 48], [1, 10, 5, 60, 40], [1, 0, 0, 64, 48]], dtype=torch.float32)
     with torch.no_grad():
@@ -138,8 +167,11 @@ def test_action_detector_logits_and_features():
         roi, context = model.features(clips, rois)
     assert logits.shape == (3, 5)
     assert roi.shape == (3, model.backbone.out_channels)
-    assert context.shape == (2, model.backbone.out_channels, 3, 4)
+    assert context.shape == (2, model.backbone.out_channels, *context_hw)
     assert torch.allclose(model.head(roi), logits)
+    model.train()
+    model(clips, rois).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_outside_mask():

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from pipeline.models.atr import AtrHead
-from pipeline.models.names import ARCHS, AUDIO_ARCHS, HEADS, TORCHVISION_ARCHS, VIDEO_ARCHS, arch_problem
+from pipeline.models.names import ARCHS, AUDIO_ARCHS, HEADS, TORCHVISION_ARCHS, TSN_ARCHS, VIDEO_ARCHS, arch_problem
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
 from pipeline.models.roi_head import LinearHead
+from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
-__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
+__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
 
 
 def modality_channels(modality: str) -> int:
@@ -30,7 +31,8 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
     """The backbone ``arch`` for ``modality``; ``weights``: a local checkpoint (never downloaded).
 
     For ``r3d_tiny`` and ``vgg_tiny`` the checkpoint is that module's own state dict; for
-    torchvision's archs (video ResNets, ``vgg16``) it is torchvision's file for that arch.
+    torchvision's archs (video ResNets, the ``tsn_*`` ImageNet networks, ``vgg16``) it is
+    torchvision's file for that network.
     """
     in_channels = modality_channels(modality)
     problem = arch_problem(arch, modality)
@@ -43,6 +45,8 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
         return net
     if arch in TORCHVISION_ARCHS:
         return TorchvisionVideoResNet(arch, weights)
+    if arch in TSN_ARCHS:
+        return TsnResNet(arch, weights)
     return Vgg16Audio(weights)
 
 
