@@ -28,6 +28,39 @@ def test_backbone_shapes(arch, modality):
     assert torch.isfinite(y).all()
 
 
+def test_i3d_inflated_from_resnet50_sees_a_still_clip_as_the_2d_network_does(tmp_path):
+    from torchvision.models import resnet50
+    torch.manual_seed(0)
+    net2d = resnet50(weights=None, replace_stride_with_dilation=[False, False, True]).eval()
+    path = tmp_path / "resnet50.pth"
+    torch.save(net2d.state_dict(), path)
+    i3d = build_backbone("i3d_r50_nl", "rgb", weights=path).eval()
+    frame = torch.randn(1, 3, 48, 64)
+    clip = frame[:, :, None].expand(1, 3, 23, 48, 64).contiguous()
+    trunk = torch.nn.Sequential(*list(net2d.children())[:-2])   # stem to layer4
+    with torch.no_grad():
+        expected = trunk(frame)
+        maps = i3d(clip)
+    assert maps.shape == (1, 2048, 23, 3, 4) and expected.shape == (1, 2048, 3, 4)
+    # the middle frame is further from the clip's ends than the network's temporal reach (2 + 8)
+    torch.testing.assert_close(maps[:, :, 11], expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(maps[:, :, 0], expected, rtol=1e-4, atol=1e-4)   # zeros beyond the ends
+
+
+def test_nonlocal_block_starts_as_identity_and_links_distant_frames():
+    from pipeline.models.i3d import NonLocal3d
+    torch.manual_seed(0)
+    block = NonLocal3d(8).eval()
+    x = torch.randn(1, 8, 6, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(block(x), x)
+        block.out[1].weight.fill_(1.0)
+        moved = x.clone()
+        moved[:, :, 0] += 1.0
+        change = (block(moved) - block(x))[:, :, -1].abs().max()
+    assert change > 1e-3          # the last frame's output depends on the first frame
+
+
 def test_tsn_sees_each_frame_alone_and_keeps_their_order():
     torch.manual_seed(0)
     net = build_backbone("tsn_resnet18", "rgb").eval()

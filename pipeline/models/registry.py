@@ -8,13 +8,15 @@ import torch
 from torch import nn
 
 from pipeline.models.atr import AtrHead
-from pipeline.models.names import ARCHS, AUDIO_ARCHS, HEADS, TORCHVISION_ARCHS, TSN_ARCHS, VIDEO_ARCHS, arch_problem
+from pipeline.models.i3d import I3dResNet50
+from pipeline.models.names import (ARCHS, AUDIO_ARCHS, HEADS, I3D_ARCHS, TORCHVISION_ARCHS, TSN_ARCHS, VIDEO_ARCHS,
+                                   arch_problem)
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
 from pipeline.models.roi_head import LinearHead
 from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
-__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
+__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
 
 
 def modality_channels(modality: str) -> int:
@@ -32,7 +34,7 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
 
     For ``r3d_tiny`` and ``vgg_tiny`` the checkpoint is that module's own state dict; for
     torchvision's archs (video ResNets, the ``tsn_*`` ImageNet networks, ``vgg16``) it is
-    torchvision's file for that network.
+    torchvision's file for that network; for ``i3d_*``, torchvision's ImageNet ResNet-50 file, inflated.
     """
     in_channels = modality_channels(modality)
     problem = arch_problem(arch, modality)
@@ -47,6 +49,8 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
         return TorchvisionVideoResNet(arch, weights)
     if arch in TSN_ARCHS:
         return TsnResNet(arch, weights)
+    if arch in I3D_ARCHS:
+        return I3dResNet50(nonlocal_blocks=arch == "i3d_r50_nl", weights=weights)
     return Vgg16Audio(weights)
 
 
