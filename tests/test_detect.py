@@ -156,6 +156,11 @@ def test_train_and_infer_command_lines(tmp_path):
     side = json.loads(Path(f"{checkpoint}.provenance.json").read_text())
     assert json.loads(side["params"])["arch"] == "resnet18_fpn"
     assert (tmp_path / "log.csv").read_text().startswith("epoch,iterations,loss,")
+    # the same seed gives the same detector, its random initialisation included
+    assert train.main(["--frames-dir", str(tmp_path), "--ground-truth", str(tmp_path / "gt.csv"),
+                       "--out", str(tmp_path / "again.pt"), "--params", params, "--threads", "1"]) == 0
+    again = torch.load(tmp_path / "again.pt", weights_only=True)
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
 
     # A detector that fires: the operating threshold and the cap must hold on its output.
     loose = {**SMALL, "score_threshold": 0.1}

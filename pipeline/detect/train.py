@@ -194,6 +194,7 @@ def train_detector(frames_dir: Path, ground_truth: Path, out: Path, params: Mapp
     if not keyframes:
         raise InputError(ground_truth, "no ground-truth boxes to train the detector on")
     cfg = params["train"]
+    torch.manual_seed(seed)   # the random initialisation too: same seed, same detector
     model = initial_detector(params)
     print(f"detector {params['arch']} from {params.get('weights') or 'random initialisation'}: "
           f"{len(keyframes)} keyframes, {sum(len(k.boxes) for k in keyframes)} person boxes, "
