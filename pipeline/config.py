@@ -64,9 +64,14 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         if problem:
             problems.append(f"backbones.{name}.arch: {problem}")
     for name, model in config["models"].items():
-        if model["backbone"] not in config["backbones"]:
-            problems.append(f"models.{name}.backbone {model['backbone']!r} is not in backbones")
-        elif model["head"] == "atr" and config["backbones"][model["backbone"]]["modality"] == "audio":
+        key = "backbones" if "backbones" in model else "backbone"
+        missing = [b for b in model_backbones(model) if b not in config["backbones"]]
+        for backbone in missing:
+            problems.append(f"models.{name}.{key} names {backbone!r}, which is not in backbones")
+        if "combine" in model and "backbones" not in model:
+            problems.append(f"models.{name}.combine needs backbones (a list), not backbone")
+        if not missing and model["head"] == "atr" and any(
+                config["backbones"][b]["modality"] == "audio" for b in model_backbones(model)):
             problems.append(f"models.{name}: the atr head relates a box to the picture around it; "
                             f"audio features have no picture (use head: linear)")
     for name, fusion in config["fusions"].items():
@@ -79,6 +84,11 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
             problems.append(f"models.{name}: the name is reserved for fusions and the baseline")
     if problems:
         raise ConfigError(f"{source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def model_backbones(model: dict[str, Any]) -> list[str]:
+    """The backbones whose features a ``models`` entry reads: its ``backbones``, or its one ``backbone``."""
+    return list(model["backbones"]) if "backbones" in model else [model["backbone"]]
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,54 @@ def read_features(paths: list[str | Path], label_map: LabelMap) -> Features:
         frame_index=np.concatenate(frame_index).astype(np.int64),
         attend=np.concatenate(attend),
     )
+
+
+FEATURE_COMBINES = ("concat", "add")
+#: Fields that say which box a row is: equal in the features of every backbone of one video.
+_ROW_FIELDS = ("video_id", "box_t", "box", "box_score", "box_source", "train_mask", "label")
+
+
+def combine_features(parts: list[Features], how: str = "concat", with_context: bool = True) -> Features:
+    """The features of several backbones for the same rows, combined (paper II.B (i) and (iv)).
+
+    ``roi`` [N, D_i] -> [N, sum D_i] (``concat``) or [N, D] (``add``, every D_i equal); ``context``
+    likewise along its channels when ``with_context`` (every map [K, D_i, h, w] of one size), else
+    empty ([K, 0, h, w]: a linear head does not read it). Raises ValueError when the parts do not
+    hold the same rows.
+    """
+    if how not in FEATURE_COMBINES:
+        raise ValueError(f"unknown combine {how!r}: expected one of {', '.join(FEATURE_COMBINES)}")
+    first = parts[0]
+    for k, part in enumerate(parts[1:], start=1):
+        for field in _ROW_FIELDS:
+            a, b = getattr(first, field), getattr(part, field)
+            if a.shape != b.shape or not np.array_equal(a, b):
+                raise ValueError(f"features of backbone {k + 1} do not hold the rows of backbone 1: {field} differs")
+
+    def join(arrays: list[np.ndarray], what: str) -> np.ndarray:
+        if how == "concat":
+            return np.concatenate(arrays, axis=1)
+        if len({a.shape for a in arrays}) != 1:
+            raise ValueError(f"add needs {what} of one shape, got {[a.shape[1:] for a in arrays]}")
+        return np.sum(arrays, axis=0, dtype=np.float32)
+
+    roi = join([p.roi for p in parts], "ROI features")
+    if with_context:
+        if len({p.context.shape[2:] for p in parts}) != 1:
+            raise ValueError("the atr head needs context maps of one size from every backbone, got "
+                             f"{[p.context.shape[2:] for p in parts]} (make their input_size and stride agree)")
+        context = join([p.context for p in parts], "context maps")
+    else:
+        context = np.zeros((first.context.shape[0], 0, *first.context.shape[2:]), np.float32)
+    return replace(first, roi=roi, context=context)
+
+
+def read_model_features(groups: list[list[str | Path]], label_map: LabelMap, combine: str = "concat",
+                        with_context: bool = True) -> Features:
+    """A model's features: one group of files per backbone, combined by :func:`combine_features`
+    when there are several."""
+    parts = [read_features(group, label_map) for group in groups]
+    return parts[0] if len(parts) == 1 else combine_features(parts, combine, with_context)
 
 
 def main(argv: list[str] | None = None) -> int:

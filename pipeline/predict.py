@@ -20,7 +20,7 @@ import torch
 from pipeline.ava.formats import AvaRows, LabelMap, read_label_map, write_detections
 from pipeline.errors import InputError
 from pipeline.detect.training_boxes import DETECTION
-from pipeline.features import Features, read_features
+from pipeline.features import Features, read_model_features
 from pipeline.models.registry import build_head
 from pipeline.scores import sigmoid, to_detections, write_logits
 from pipeline.store import write_sidecar
@@ -59,12 +59,16 @@ def row_logits(head: torch.nn.Module, features: Features, rows: np.ndarray) -> n
     return np.concatenate(parts) if parts else np.zeros((0, features.label.shape[1]), np.float32)
 
 
-def predict(head_path: str | Path, feature_paths: list[str], label_map_path: str | Path, out: str | Path,
+def predict(head_path: str | Path, feature_groups: list[list[str]], label_map_path: str | Path, out: str | Path,
             logits_path: str | Path, params: dict[str, Any]) -> int:
-    """Write the detections CSV and logits parquet; returns the number of boxes scored."""
+    """Write the detections CSV and logits parquet; returns the number of boxes scored.
+
+    ``feature_groups``: the split's features files, one list per backbone of the model.
+    """
     label_map = read_label_map(label_map_path)
     head = load_head(head_path, label_map, params.get("head"))
-    features = read_features(feature_paths, label_map)
+    features = read_model_features(feature_groups, label_map, params.get("combine", "concat"),
+                                   with_context=params.get("head") == "atr")
     rows, boxes = detection_boxes(features)
     logits = row_logits(head, features, rows)
     write_detections(out, to_detections(boxes, sigmoid(logits), label_map))
@@ -76,7 +80,8 @@ def predict(head_path: str | Path, feature_paths: list[str], label_map_path: str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--head", required=True, help="head.pt of the model")
-    parser.add_argument("--features", nargs="+", required=True, help="features files of the split")
+    parser.add_argument("--features", nargs="+", action="append", required=True,
+                        help="features files of the split, one backbone's; repeat the flag for each backbone of the model")
     parser.add_argument("--label-map", required=True)
     parser.add_argument("--out", required=True, help="AVA detections CSV")
     parser.add_argument("--logits", required=True, help="logits parquet")

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.ava import formats  # noqa: E402
+from pipeline.config import model_backbones  # noqa: E402
 from pipeline.store import atomic_path, write_text  # noqa: E402
 
 LABEL_TYPE_TITLES = {"PERSON_MOVEMENT": "pose", "OBJECT_MANIPULATION": "object", "PERSON_INTERACTION": "interaction"}
@@ -50,16 +51,22 @@ def describe(model: str, params: dict[str, Any]) -> dict[str, str]:
         fusion = params["fusions"][model[len("fusion-"):]]
         return {"input": "–", "modality": " + ".join(fusion["models"]), "operation": f"fusion: {fusion['strategy']}"}
     spec = params["models"][model]
-    backbone = params["backbones"][spec["backbone"]]
-    if backbone["modality"] == "audio":
-        shape = "log-mel window of the keyframe's second"
-    else:
-        shape = f"(3, {backbone['clip_frames']}, {backbone['input_size']}, {backbone['input_size']})"
+    backbones = [params["backbones"][name] for name in model_backbones(spec)]
+    head = f"{'ATR' if spec['head'] == 'atr' else 'linear'} head"
+    operation = " + ".join(b["arch"] for b in backbones)
+    if len(backbones) > 1:
+        operation += f" features {spec.get('combine', 'concat')}"
     return {
-        "input": shape,
-        "modality": backbone["modality"],
-        "operation": f"{backbone['arch']}, {'ATR' if spec['head'] == 'atr' else 'linear'} head",
+        "input": " + ".join(_input_shape(b) for b in backbones),
+        "modality": " + ".join(b["modality"] for b in backbones),
+        "operation": f"{operation}, {head}",
     }
+
+
+def _input_shape(backbone: dict[str, Any]) -> str:
+    if backbone["modality"] == "audio":
+        return "log-mel window of the keyframe's second"
+    return f"(3, {backbone['clip_frames']}, {backbone['input_size']}, {backbone['input_size']})"
 
 
 def map_table(evals: dict[str, dict[str, dict[str, Any]]], splits: list[str], params: dict[str, Any]) -> str:

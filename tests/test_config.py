@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, clip_context_s, load_config, validate_config
+from pipeline.config import ConfigError, clip_context_s, load_config, model_backbones, validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,3 +71,26 @@ def test_audio_backbone_needs_an_audio_arch_no_clip_keys_and_a_linear_head():
         mutate(broken)
         with pytest.raises(ConfigError, match=expected):
             validate_config(broken)
+
+
+def test_a_model_may_combine_the_features_of_several_backbones():
+    config = demo_config()
+    config["models"]["both"] = {"backbones": ["rgb_r3d", "flow_r3d"], "combine": "add", "head": "linear",
+                                "train": {"epochs": 1, "lr": 0.01, "batch_size": 8}}
+    validate_config(config)
+    assert model_backbones(config["models"]["both"]) == ["rgb_r3d", "flow_r3d"]
+    assert model_backbones(config["models"]["rgb"]) == ["rgb_r3d"]
+    for mutate, expected in [
+        (lambda m: m.update(backbones=["rgb_r3d", "nope"]), r"models\.both\.backbones names 'nope'"),
+        (lambda m: m.update(backbone="rgb_r3d"), r"models\.both: .* is valid under each of"),
+        (lambda m: m.update(backbones=["rgb_r3d"]), "should be non-empty|is too short"),
+        (lambda m: m.update(combine="multiply"), "'multiply' is not one of"),
+    ]:
+        broken = copy.deepcopy(config)
+        mutate(broken["models"]["both"])
+        with pytest.raises(ConfigError, match=expected):
+            validate_config(broken)
+    single = copy.deepcopy(config)
+    single["models"]["rgb"]["combine"] = "concat"
+    with pytest.raises(ConfigError, match=r"models\.rgb\.combine needs backbones"):
+        validate_config(single)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import h5py
@@ -11,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.ava.formats import AvaRows, LabelMap, read_detections, write_boxes, write_ground_truth, write_label_map
+from pipeline.ava.formats import (AvaRows, LabelMap, read_detections, read_label_map, write_boxes, write_ground_truth,
+                                  write_label_map)
 from pipeline.errors import InputError
+from pipeline.features import combine_features, read_model_features
 from pipeline.features import main as features_main
 from pipeline.media.frames import encode_jpeg
 from pipeline.predict import main as predict_main
@@ -238,3 +241,45 @@ def test_predict_refuses_a_head_of_another_kind(dataset, features, tmp_path):
         predict_main(["--head", str(head_pt), "--features", *map(str, features["val"]),
                       "--label-map", str(root / "label_map.pbtxt"), "--out", str(tmp_path / "p.csv"),
                       "--logits", str(tmp_path / "p.parquet"), "--params", json.dumps({**params, "head": "atr"})])
+
+
+@pytest.mark.parametrize("combine, kind", [("concat", "linear"), ("add", "atr")])
+def test_a_model_of_two_backbones_combines_their_features_row_by_row(dataset, features, combine, kind, tmp_path):
+    # the same backbone's files twice stand for two backbones whose rows agree
+    root, _ = dataset
+    label_map = read_label_map(root / "label_map.pbtxt")
+    one = read_model_features([features["val"]], label_map)
+    two = read_model_features([features["val"], features["val"]], label_map, combine, with_context=kind == "atr")
+    factor = 2 if combine == "add" else 1
+    assert two.roi.shape == (len(one), one.roi.shape[1] * (2 // factor))
+    np.testing.assert_allclose(two.roi[:, : one.roi.shape[1]], factor * one.roi, rtol=1e-6)
+    if kind == "atr":
+        np.testing.assert_allclose(two.context, factor * one.context, rtol=1e-6)
+    else:
+        assert two.context.shape[1] == 0              # a linear head does not read the context
+    params = {"backbones": ["a", "b"], "combine": combine, "head": kind, "seed": 0,
+              "train": {"epochs": 2, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0}}
+    head_pt = tmp_path / "head.pt"
+    groups = lambda split: [flag for _ in range(2) for flag in ("--features", *map(str, features[split]))]  # noqa: E731
+    assert head_main([*groups("train"), "--label-map", str(root / "label_map.pbtxt"), "--out", str(head_pt),
+                      "--log-csv", str(tmp_path / "log.csv"), "--params", json.dumps(params)]) == 0
+    out = tmp_path / "val.csv"
+    assert predict_main(["--head", str(head_pt), *groups("val"), "--label-map", str(root / "label_map.pbtxt"),
+                         "--out", str(out), "--logits", str(tmp_path / "val.parquet"),
+                         "--params", json.dumps(params)]) == 0
+    assert len(read_detections(out)) == 3 * 2 * len(LABEL_MAP)
+
+
+def test_combining_features_of_different_rows_or_sizes_is_an_error(dataset, features):
+    root, _ = dataset
+    label_map = read_label_map(root / "label_map.pbtxt")
+    val, train = read_model_features([features["val"]], label_map), read_model_features([features["train"]], label_map)
+    with pytest.raises(ValueError, match="do not hold the rows of backbone 1: video_id differs"):
+        combine_features([val, train])
+    narrow = dataclasses.replace(val, roi=val.roi[:, :5])
+    with pytest.raises(ValueError, match="add needs ROI features of one shape"):
+        combine_features([val, narrow], "add", with_context=False)
+    assert combine_features([val, narrow], "concat", with_context=False).roi.shape[1] == val.roi.shape[1] + 5
+    small = dataclasses.replace(val, context=val.context[:, :, :1, :1])
+    with pytest.raises(ValueError, match="the atr head needs context maps of one size"):
+        combine_features([val, small], "concat", with_context=True)

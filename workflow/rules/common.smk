@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 os.environ["PYTHONPATH"] = workflow.basedir + os.pathsep + os.environ.get("PYTHONPATH", "")
 
-from pipeline.config import clip_context_s, section_json, validate_config
+from pipeline.config import clip_context_s, model_backbones, section_json, validate_config
 from pipeline.dataset import all_video_ids, find_video
 
 validate_config(config, "config.yaml")
@@ -220,9 +220,20 @@ def features_inputs(wildcards):
     }
 
 
+def model_features(model, split):
+    """Every features file that ``model`` reads on ``split``: those of each of its backbones."""
+    return [path for backbone in model_backbones(MODELS[model]) for path in features_of(backbone, split)]
+
+
+def model_features_args(model, split):
+    """``--features`` once per backbone of ``model``, each with that backbone's files of ``split``."""
+    return " ".join("--features " + " ".join(features_of(backbone, split))
+                    for backbone in model_backbones(MODELS[model]))
+
+
 def head_inputs(wildcards):
     return {
-        "features": features_of(MODELS[wildcards.model]["backbone"], TRAIN_SPLIT),
+        "features": model_features(wildcards.model, TRAIN_SPLIT),
         "label_map": LABEL_MAP,
     }
 
@@ -230,7 +241,7 @@ def head_inputs(wildcards):
 def predict_inputs(wildcards):
     return {
         "head": HEAD.format(model=wildcards.model),
-        "features": features_of(MODELS[wildcards.model]["backbone"], wildcards.split),
+        "features": model_features(wildcards.model, wildcards.split),
         "label_map": LABEL_MAP,
     }
 

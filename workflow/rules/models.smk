@@ -60,6 +60,7 @@ rule head:
         train_log=R + "/models/{model}/train_log.csv",
     params:
         json=lambda wildcards: params_json(MODELS[wildcards.model], seed=config["seed"]),
+        features=lambda wildcards: model_features_args(wildcards.model, TRAIN_SPLIT),
     threads: 2
     resources:
         mem_mb=4000,
@@ -69,7 +70,7 @@ rule head:
     conda:
         "../../envs/models.yaml"
     shell:
-        "python -m pipeline.train.head --features {input.features} --label-map {input.label_map}"
+        "python -m pipeline.train.head {params.features} --label-map {input.label_map}"
         " --out {output.head} --log-csv {output.train_log} --params {params.json:q} > {log} 2>&1"
 
 
@@ -84,12 +85,13 @@ rule predict:
         logits=LOGITS,
     params:
         json=lambda wildcards: params_json(MODELS[wildcards.model]),
+        features=lambda wildcards: model_features_args(wildcards.model, wildcards.split),
     log:
         f"{LOGS}/predict/{{model}}/{{split}}.log",
     conda:
         "../../envs/models.yaml"
     shell:
-        "python -m pipeline.predict --head {input.head} --features {input.features} --label-map {input.label_map}"
+        "python -m pipeline.predict --head {input.head} {params.features} --label-map {input.label_map}"
         " --out {output.csv} --logits {output.logits} --params {params.json:q} > {log} 2>&1"
 
 
