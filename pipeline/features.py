@@ -276,12 +276,20 @@ def combine_features(parts: list[Features], how: str = "concat", with_context: b
     return replace(first, roi=roi, context=context)
 
 
-def read_model_features(groups: list[list[str | Path]], label_map: LabelMap, combine: str = "concat",
-                        with_context: bool = True) -> Features:
-    """A model's features: one group of files per backbone, combined by :func:`combine_features`
-    when there are several."""
+def read_model_features(groups: list[list[str | Path]], label_map: LabelMap, model: dict[str, Any]) -> Features:
+    """The features that the ``models`` entry ``model`` reads: one group of files per backbone,
+    combined by :func:`combine_features` (its ``combine``; context kept for an ``atr`` head) when
+    there are several."""
     parts = [read_features(group, label_map) for group in groups]
-    return parts[0] if len(parts) == 1 else combine_features(parts, combine, with_context)
+    if len(parts) == 1:
+        return parts[0]
+    return combine_features(parts, model.get("combine", "concat"), with_context=model.get("head") == "atr")
+
+
+def add_features_argument(parser: argparse.ArgumentParser, files: str) -> None:
+    """``--features``: a model's ``files`` (features files), one backbone's per use of the flag."""
+    parser.add_argument("--features", nargs="+", action="append", required=True,
+                        help=f"{files}, one backbone's; repeat the flag for each backbone of the model")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import torch
 from pipeline.ava.formats import AvaRows, LabelMap, read_label_map, write_detections
 from pipeline.errors import InputError
 from pipeline.detect.training_boxes import DETECTION
-from pipeline.features import Features, read_model_features
+from pipeline.features import Features, add_features_argument, read_model_features
 from pipeline.models.registry import build_head
 from pipeline.scores import sigmoid, to_detections, write_logits
 from pipeline.store import write_sidecar
@@ -67,8 +67,7 @@ def predict(head_path: str | Path, feature_groups: list[list[str]], label_map_pa
     """
     label_map = read_label_map(label_map_path)
     head = load_head(head_path, label_map, params.get("head"))
-    features = read_model_features(feature_groups, label_map, params.get("combine", "concat"),
-                                   with_context=params.get("head") == "atr")
+    features = read_model_features(feature_groups, label_map, params)
     rows, boxes = detection_boxes(features)
     logits = row_logits(head, features, rows)
     write_detections(out, to_detections(boxes, sigmoid(logits), label_map))
@@ -80,8 +79,7 @@ def predict(head_path: str | Path, feature_groups: list[list[str]], label_map_pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--head", required=True, help="head.pt of the model")
-    parser.add_argument("--features", nargs="+", action="append", required=True,
-                        help="features files of the split, one backbone's; repeat the flag for each backbone of the model")
+    add_features_argument(parser, "features files of the split")
     parser.add_argument("--label-map", required=True)
     parser.add_argument("--out", required=True, help="AVA detections CSV")
     parser.add_argument("--logits", required=True, help="logits parquet")

@@ -248,8 +248,9 @@ def test_a_model_of_two_backbones_combines_their_features_row_by_row(dataset, fe
     # the same backbone's files twice stand for two backbones whose rows agree
     root, _ = dataset
     label_map = read_label_map(root / "label_map.pbtxt")
-    one = read_model_features([features["val"]], label_map)
-    two = read_model_features([features["val"], features["val"]], label_map, combine, with_context=kind == "atr")
+    one = read_model_features([features["val"]], label_map, {"backbone": "a", "head": kind})
+    two = read_model_features([features["val"], features["val"]], label_map,
+                              {"backbones": ["a", "b"], "combine": combine, "head": kind})
     factor = 2 if combine == "add" else 1
     assert two.roi.shape == (len(one), one.roi.shape[1] * (2 // factor))
     np.testing.assert_allclose(two.roi[:, : one.roi.shape[1]], factor * one.roi, rtol=1e-6)
@@ -273,7 +274,7 @@ def test_a_model_of_two_backbones_combines_their_features_row_by_row(dataset, fe
 def test_combining_features_of_different_rows_or_sizes_is_an_error(dataset, features):
     root, _ = dataset
     label_map = read_label_map(root / "label_map.pbtxt")
-    val, train = read_model_features([features["val"]], label_map), read_model_features([features["train"]], label_map)
+    val, train = (read_model_features([features[split]], label_map, {"head": "linear"}) for split in ("val", "train"))
     with pytest.raises(ValueError, match="do not hold the rows of backbone 1: video_id differs"):
         combine_features([val, train])
     narrow = dataclasses.replace(val, roi=val.roi[:, :5])

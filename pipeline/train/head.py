@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from pipeline.ava.formats import read_label_map
-from pipeline.features import Features, read_model_features
+from pipeline.features import Features, add_features_argument, read_model_features
 from pipeline.models.atr import AtrHead
 from pipeline.models.registry import build_head
 from pipeline.store import atomic_path, write_sidecar, write_text
@@ -76,8 +76,7 @@ def train_head(features: Features, params: dict[str, Any], log: list[dict[str, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train.head", description=__doc__.splitlines()[0])
-    parser.add_argument("--features", nargs="+", action="append", required=True,
-                        help="features files of the training split, one backbone's; repeat the flag for each backbone of the model")
+    add_features_argument(parser, "features files of the training split")
     parser.add_argument("--label-map", required=True)
     parser.add_argument("--out", required=True, help="head weights (.pt)")
     parser.add_argument("--log-csv", required=True, help="per-epoch loss log")
@@ -88,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     label_map = read_label_map(args.label_map)
-    features = read_model_features(args.features, label_map, params.get("combine", "concat"),
-                                   with_context=params["head"] == "atr")
+    features = read_model_features(args.features, label_map, params)
     print(f"training a {params['head']} head on {int(features.train_mask.sum())} of {len(features)} rows",
           file=sys.stderr)
     log: list[dict[str, float]] = []
