@@ -47,6 +47,42 @@ def test_i3d_inflated_from_resnet50_sees_a_still_clip_as_the_2d_network_does(tmp
     assert not torch.allclose(maps[:, :, 0], expected, rtol=1e-4, atol=1e-4)   # zeros beyond the ends
 
 
+def test_p3d_from_resnet152_sees_every_frame_of_a_still_clip_as_the_2d_network_does(tmp_path):
+    from torchvision.models import resnet152
+    from pipeline.models.p3d import PseudoConv3d
+    torch.manual_seed(0)
+    net2d = resnet152(weights=None, replace_stride_with_dilation=[False, False, True])
+    for m in net2d.modules():   # running statistics of real activations keep 152 layers' maps of order 1
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        net2d(torch.randn(4, 3, 48, 64))
+    net2d.eval()
+    path = tmp_path / "resnet152.pth"
+    torch.save(net2d.state_dict(), path)
+    p3d = build_backbone("p3d_199", "rgb", weights=path).eval()
+    modes = [m.mode for m in p3d.modules() if isinstance(m, PseudoConv3d)]
+    assert len(modes) == 50 and modes[:4] == ["A", "B", "C", "A"]
+    frame = torch.randn(1, 3, 48, 64)
+    clip = frame[:, :, None].expand(1, 3, 3, 48, 64).contiguous()
+    trunk = torch.nn.Sequential(*list(net2d.children())[:-2])
+    with torch.no_grad():
+        expected = trunk(frame)
+        exact = trunk.double()(frame.double())       # float32 drifts over 152 layers: measure how far
+        float32_error = (expected.double() - exact).abs().max()
+        maps = p3d(clip)
+        for t in range(3):   # the untrained temporal part is the identity (A) or zero (B, C): even at the ends
+            assert (maps[:, :, t].double() - exact).abs().max() <= 2 * float32_error
+        for m in p3d.modules():
+            if isinstance(m, PseudoConv3d):
+                m.temporal.weight.normal_(0, 0.01)
+        moved = clip.clone()
+        moved[:, :, 0] += 1.0
+        change = (p3d(moved) - p3d(clip))[:, :, -1].abs().max()
+    assert change > 1e-4     # trained temporal convolutions carry the first frame to the last
+
+
 def test_nonlocal_block_starts_as_identity_and_links_distant_frames():
     from pipeline.models.i3d import NonLocal3d
     torch.manual_seed(0)

@@ -76,9 +76,10 @@ class NonLocal3d(nn.Module):
         return x + self.out(y)
 
 
-def _inflate_block(block: nn.Module, inflate_first: bool) -> None:
-    """Make a torchvision Bottleneck 3D in place (its forward works unchanged on 5D tensors)."""
-    block.conv1 = inflate_conv(block.conv1, 3 if inflate_first else 1)
+def inflate_bottleneck(block: nn.Module, first_time_kernel: int = 1) -> None:
+    """Make a torchvision Bottleneck 3D in place (its forward works unchanged on 5D tensors): its
+    first 1x1 convolution gets temporal size ``first_time_kernel``, every other one 1."""
+    block.conv1 = inflate_conv(block.conv1, first_time_kernel)
     block.conv2 = inflate_conv(block.conv2, 1)
     block.conv3 = inflate_conv(block.conv3, 1)
     block.bn1, block.bn2, block.bn3 = inflate_bn(block.bn1), inflate_bn(block.bn2), inflate_bn(block.bn3)
@@ -103,7 +104,7 @@ class I3dResNet50(nn.Module):
         for name in ("layer1", "layer2", "layer3", "layer4"):
             blocks = []
             for index, block in enumerate(getattr(net, name)):
-                _inflate_block(block, inflate_first=index % 2 == 0)
+                inflate_bottleneck(block, first_time_kernel=3 if index % 2 == 0 else 1)
                 blocks.append(block)
                 if nonlocal_blocks and (name, index) in NONLOCAL_AFTER:
                     blocks.append(NonLocal3d(block.conv3.out_channels))

@@ -11,8 +11,10 @@ TORCHVISION_ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
 TSN_ARCHS = ("tsn_resnet18", "tsn_resnet50", "tsn_resnet152", "tsn_resnext50_32x4d", "tsn_resnext101_32x8d")
 #: I3D ResNet-50 inflated from torchvision's ImageNet ResNet-50, without and with non-local blocks.
 I3D_ARCHS = ("i3d_r50", "i3d_r50_nl")
+#: P3D-199: ResNet-152 with pseudo-3D (spatial + temporal) convolutions.
+P3D_ARCHS = ("p3d_199",)
 #: Backbones of clips of frames or flow ([B, 3, T, H, W]).
-VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + TSN_ARCHS
+VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + P3D_ARCHS + TSN_ARCHS
 #: Backbones of log-mel spectrogram windows ([B, 1, 1, n_mels, frames]).
 AUDIO_ARCHS = ("vgg_tiny", "vgg16")
 ARCHS = VIDEO_ARCHS + AUDIO_ARCHS
