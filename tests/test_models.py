@@ -83,6 +83,34 @@ def test_p3d_from_resnet152_sees_every_frame_of_a_still_clip_as_the_2d_network_d
     assert change > 1e-4     # trained temporal convolutions carry the first frame to the last
 
 
+def test_artnet_from_resnet18_starts_as_the_2d_network_and_its_relation_branch_sees_motion(tmp_path):
+    from torchvision.models import resnet18
+    from pipeline.models.artnet import SmartBlock
+    torch.manual_seed(0)
+    net2d = resnet18(weights=None).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(net2d.state_dict(), path)
+    art = build_backbone("artnet18", "rgb", weights=path).eval()
+    assert sum(isinstance(m, SmartBlock) for m in art.modules()) == 8
+    frame = torch.randn(1, 3, 64, 96)
+    clip = frame[:, :, None].expand(1, 3, 4, 64, 96).contiguous()
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*list(net2d.children())[:-2])(frame)
+        maps = art(clip)
+        assert maps.shape == (1, 512, 4, 2, 3)
+        for t in range(4):   # the joining convolutions pass the appearance branch only, at first
+            torch.testing.assert_close(maps[:, :, t], expected, rtol=1e-4, atol=1e-4)
+        block = art.layer1[0].conv1
+        moving = torch.randn(1, 64, 4, 8, 8)
+        still = moving[:, :, :1].expand(-1, -1, 4, -1, -1)
+        relation_moving, relation_still = block.relation(moving), block.relation(still)
+    assert (relation_moving >= 0).all()
+    # the relation branch is a 3D convolution: a still clip gives its inner frames one response,
+    # a moving one does not
+    torch.testing.assert_close(relation_still[:, :, 1], relation_still[:, :, 2])
+    assert not torch.allclose(relation_moving[:, :, 1], relation_moving[:, :, 2])
+
+
 def test_nonlocal_block_starts_as_identity_and_links_distant_frames():
     from pipeline.models.i3d import NonLocal3d
     torch.manual_seed(0)
@@ -225,7 +253,8 @@ def test_roi_feature_is_larger_over_a_bright_patch():
     assert (roi[1] < 1e-6).all() and (roi[2] < 1e-6).all()
 
 
-@pytest.mark.parametrize("arch, context_hw", [("r3d_tiny", (3, 4)), ("tsn_resnet18", (2, 2))])
+@pytest.mark.parametrize("arch, context_hw", [("r3d_tiny", (3, 4)), ("tsn_resnet18", (2, 2)), ("artnet18", (2, 2)),
+                                             ("i3d_r50_nl", (3, 4)), ("p3d_199", (3, 4))])
 def test_action_detector_logits_and_features(arch, context_hw):
     torch.manual_seed(0)
     model = ActionDetector(build_backbone(arch, "rgb"), num_classes=5, roi_size=4).eval()

@@ -13,8 +13,10 @@ TSN_ARCHS = ("tsn_resnet18", "tsn_resnet50", "tsn_resnet152", "tsn_resnext50_32x
 I3D_ARCHS = ("i3d_r50", "i3d_r50_nl")
 #: P3D-199: ResNet-152 with pseudo-3D (spatial + temporal) convolutions.
 P3D_ARCHS = ("p3d_199",)
+#: ARTNet: ResNet-18 with appearance-and-relation (SMART) blocks.
+ARTNET_ARCHS = ("artnet18",)
 #: Backbones of clips of frames or flow ([B, 3, T, H, W]).
-VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + P3D_ARCHS + TSN_ARCHS
+VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + P3D_ARCHS + ARTNET_ARCHS + TSN_ARCHS
 #: Backbones of log-mel spectrogram windows ([B, 1, 1, n_mels, frames]).
 AUDIO_ARCHS = ("vgg_tiny", "vgg16")
 ARCHS = VIDEO_ARCHS + AUDIO_ARCHS

@@ -7,17 +7,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.models.artnet import ArtNet18
 from pipeline.models.atr import AtrHead
 from pipeline.models.i3d import I3dResNet50
-from pipeline.models.names import (ARCHS, AUDIO_ARCHS, HEADS, I3D_ARCHS, P3D_ARCHS, TORCHVISION_ARCHS, TSN_ARCHS,
-                                   VIDEO_ARCHS, arch_problem)
+from pipeline.models.names import (ARCHS, ARTNET_ARCHS, AUDIO_ARCHS, HEADS, I3D_ARCHS, P3D_ARCHS, TORCHVISION_ARCHS,
+                                   TSN_ARCHS, VIDEO_ARCHS, arch_problem)
 from pipeline.models.p3d import P3dResNet152
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
 from pipeline.models.roi_head import LinearHead
 from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
-__all__ = ["ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "P3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
+__all__ = ["ARCHS", "ARTNET_ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "P3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
 
 
 def modality_channels(modality: str) -> int:
@@ -36,7 +37,7 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
     For ``r3d_tiny`` and ``vgg_tiny`` the checkpoint is that module's own state dict; for
     torchvision's archs (video ResNets, the ``tsn_*`` ImageNet networks, ``vgg16``) it is
     torchvision's file for that network; for ``i3d_*``, torchvision's ImageNet ResNet-50 file, inflated;
-    for ``p3d_199``, its ResNet-152 file.
+    for ``p3d_199``, its ResNet-152 file; for ``artnet18``, its ResNet-18 file.
     """
     in_channels = modality_channels(modality)
     problem = arch_problem(arch, modality)
@@ -55,6 +56,8 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
         return I3dResNet50(nonlocal_blocks=arch == "i3d_r50_nl", weights=weights)
     if arch in P3D_ARCHS:
         return P3dResNet152(weights)
+    if arch in ARTNET_ARCHS:
+        return ArtNet18(weights)
     return Vgg16Audio(weights)
 
 
