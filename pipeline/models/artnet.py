@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from pipeline.models.checkpoints import load_torchvision_weights
-from pipeline.models.i3d import inflate_bn, inflate_conv
+from pipeline.models.inflate import inflate_bn, inflate_conv, inflate_downsample, inflate_stem
 
 
 class SmartBlock(nn.Module):
@@ -66,16 +66,13 @@ class ArtNet18(nn.Module):
         net = resnet18(weights=None)
         if weights is not None:
             load_torchvision_weights(net, weights, "resnet18", classifier_prefix="fc.")
-        self.stem = nn.Sequential(inflate_conv(net.conv1, 1), inflate_bn(net.bn1), nn.ReLU(inplace=True),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = inflate_stem(net, 1)
         for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
             for block in layer:
                 block.conv1 = SmartBlock(inflate_conv(block.conv1, 1), inflate_bn(block.bn1))
                 block.bn1 = nn.Identity()   # the SMART block normalizes its own branches
                 block.conv2, block.bn2 = inflate_conv(block.conv2, 1), inflate_bn(block.bn2)
-                if block.downsample is not None:
-                    block.downsample = nn.Sequential(inflate_conv(block.downsample[0], 1),
-                                                     inflate_bn(block.downsample[1]))
+                inflate_downsample(block)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,30 +23,11 @@ from torch import nn
 from torchvision.models import resnet50
 
 from pipeline.models.checkpoints import load_torchvision_weights
+from pipeline.models.inflate import inflate_bottleneck, inflate_stem
 
 STEM_TIME_KERNEL = 5
 #: (layer, block index) after which a non-local block stands.
 NONLOCAL_AFTER = (("layer2", 1), ("layer2", 3), ("layer3", 1), ("layer3", 3), ("layer3", 5))
-
-
-def inflate_conv(conv: nn.Conv2d, time_kernel: int) -> nn.Conv3d:
-    """A Conv3d of temporal size ``time_kernel`` (padded to keep T) whose weights are ``conv``'s
-    repeated over time and divided by ``time_kernel``."""
-    conv3d = nn.Conv3d(conv.in_channels, conv.out_channels, (time_kernel, *conv.kernel_size),
-                       stride=(1, *conv.stride), padding=(time_kernel // 2, *conv.padding),
-                       dilation=(1, *conv.dilation), groups=conv.groups, bias=conv.bias is not None)
-    with torch.no_grad():
-        conv3d.weight.copy_(conv.weight.unsqueeze(2).repeat(1, 1, time_kernel, 1, 1) / time_kernel)
-        if conv.bias is not None:
-            conv3d.bias.copy_(conv.bias)
-    return conv3d
-
-
-def inflate_bn(bn: nn.BatchNorm2d) -> nn.BatchNorm3d:
-    """A BatchNorm3d with ``bn``'s parameters and running statistics."""
-    bn3d = nn.BatchNorm3d(bn.num_features, bn.eps, bn.momentum)
-    bn3d.load_state_dict(bn.state_dict())
-    return bn3d
 
 
 class NonLocal3d(nn.Module):
@@ -76,17 +57,6 @@ class NonLocal3d(nn.Module):
         return x + self.out(y)
 
 
-def inflate_bottleneck(block: nn.Module, first_time_kernel: int = 1) -> None:
-    """Make a torchvision Bottleneck 3D in place (its forward works unchanged on 5D tensors): its
-    first 1x1 convolution gets temporal size ``first_time_kernel``, every other one 1."""
-    block.conv1 = inflate_conv(block.conv1, first_time_kernel)
-    block.conv2 = inflate_conv(block.conv2, 1)
-    block.conv3 = inflate_conv(block.conv3, 1)
-    block.bn1, block.bn2, block.bn3 = inflate_bn(block.bn1), inflate_bn(block.bn2), inflate_bn(block.bn3)
-    if block.downsample is not None:
-        block.downsample = nn.Sequential(inflate_conv(block.downsample[0], 1), inflate_bn(block.downsample[1]))
-
-
 class I3dResNet50(nn.Module):
     """I3D ResNet-50, optionally with non-local blocks; spatial stride 16, no temporal stride."""
 
@@ -98,8 +68,7 @@ class I3dResNet50(nn.Module):
         net = resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
         if weights is not None:
             load_torchvision_weights(net, weights, "resnet50", classifier_prefix="fc.")
-        self.stem = nn.Sequential(inflate_conv(net.conv1, STEM_TIME_KERNEL), inflate_bn(net.bn1), nn.ReLU(inplace=True),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = inflate_stem(net, STEM_TIME_KERNEL)
         layers = []
         for name in ("layer1", "layer2", "layer3", "layer4"):
             blocks = []

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import resnet152
 
 from pipeline.models.checkpoints import load_torchvision_weights
-from pipeline.models.i3d import inflate_bn, inflate_bottleneck, inflate_conv
+from pipeline.models.inflate import inflate_bottleneck, inflate_stem
 
 P3D_MODES = ("A", "B", "C")
 
@@ -64,8 +64,7 @@ class P3dResNet152(nn.Module):
         net = resnet152(weights=None, replace_stride_with_dilation=[False, False, True])
         if weights is not None:
             load_torchvision_weights(net, weights, "resnet152", classifier_prefix="fc.")
-        self.stem = nn.Sequential(inflate_conv(net.conv1, 1), inflate_bn(net.bn1), nn.ReLU(inplace=True),
-                                  nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        self.stem = inflate_stem(net, 1)
         index = 0
         for name in ("layer1", "layer2", "layer3", "layer4"):
             for block in getattr(net, name):
