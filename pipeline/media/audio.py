@@ -127,20 +127,25 @@ def compute_audio(video: str | Path, out: str | Path, video_id: str, time_offset
 
 
 class AudioStore(TimedStore):
-    """Reader of an audio store. t: float64 [S] window centres; has_audio, sr, n_mels from the attrs."""
+    """Reader of an audio store; windows are read when asked for (the finetuning stage opens the
+    store for every keyframe). t: float64 [S] window centres; has_audio, sr, n_mels from the attrs."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        with h5py.File(self.path, "r") as h5:
-            self.logmel = h5["logmel"][:]
-            self.t = h5["t"][:]
-            self.has_audio = bool(h5.attrs["has_audio"])
-            self.sr = int(h5.attrs["sr"])
-            self.n_mels = int(h5.attrs["n_mels"])
+        self._h5 = h5py.File(self.path, "r")
+        self._logmel = self._h5["logmel"]
+        self.t = self._h5["t"][:]
+        self.has_audio = bool(self._h5.attrs["has_audio"])
+        self.sr = int(self._h5.attrs["sr"])
+        self.n_mels = int(self._h5.attrs["n_mels"])
+
+    def close(self) -> None:
+        self._h5.close()
 
     def window(self, times: np.ndarray) -> np.ndarray:
         """float32 [n, n_mels, frames]: log-mel of the window nearest each of ``times``."""
-        return self.logmel[self.nearest(times)].astype(np.float32)
+        indices, inverse = np.unique(self.nearest(times), return_inverse=True)
+        return self._logmel[indices][inverse].astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
