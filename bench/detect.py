@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/detect.py [--threads N] [--keyframes K]``.
 For two frame sizes, the demo's (320x240 frames, the config's ``min_size``) and AVA's (455x256
 frames, the frames stage's short side 256 for AVA, detected at ``min_size`` 256), it writes K
 synthetic frames (a textured background and a few figures) to a frame store and measures:
-- the stage: ``pipeline.detect.infer.detect_keyframes`` from the frame store (JPEG decoding,
+- the stage: ``pipeline.detect.inference.detect_keyframes`` from the frame store (JPEG decoding,
   batching, the forward, the box conversion);
 - the yardstick: the model's own forward on the same decoded tensors in the same batches.
 Each is timed twice in alternation and the faster run counts. The detector is the config's
@@ -16,6 +16,7 @@ of output is a JSON object; ``ratio_to_bare_forward`` is stage speed / yardstick
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -26,17 +27,17 @@ import cv2
 import h5py
 import numpy as np
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dataset import keyframe_rows  # noqa: E402
-from pipeline.detect.infer import BATCH_SIZE, detect_keyframes  # noqa: E402
+from pipeline.ava.formats import keyframe_rows  # noqa: E402
+from pipeline.config import detector_params, load_config  # noqa: E402
+from pipeline.detect.inference import BATCH_SIZE, detect_keyframes  # noqa: E402
 from pipeline.detect.keyframes import KeyframeImages  # noqa: E402
-from pipeline.detect.model import build_detector  # noqa: E402
-from pipeline.detect.train import image_tensor  # noqa: E402
+from pipeline.detect.model import build_detector, image_tensor  # noqa: E402
 from pipeline.media.frames import encode_jpeg  # noqa: E402
+from pipeline.params import DetectorParams  # noqa: E402
 
 SIZES = {"demo": (240, 320, None), "ava": (256, 455, 256)}   # frame height, width, min_size (None: config)
 
@@ -69,7 +70,7 @@ def write_store(path: Path, frames: np.ndarray) -> None:
         h5.attrs.update({"fps": 1.0, "height": frames.shape[1], "width": frames.shape[2]})
 
 
-def measure(params: dict, height: int, width: int, n: int, workdir: Path) -> dict:
+def measure(params: DetectorParams, height: int, width: int, n: int, workdir: Path) -> dict:
     """Keyframes per second of the stage and of the bare forward at one frame size."""
     torch.manual_seed(0)
     model = build_detector(params, pretrained=False).eval()
@@ -79,7 +80,7 @@ def measure(params: dict, height: int, width: int, n: int, workdir: Path) -> dic
     tensors = [image_tensor(f) for f in frames]
 
     def stage() -> int:
-        with KeyframeImages(workdir) as images:
+        with KeyframeImages([workdir / "bench.h5"]) as images:
             return len(detect_keyframes(model, images, keyframes))
 
     @torch.inference_mode()
@@ -95,7 +96,7 @@ def measure(params: dict, height: int, width: int, n: int, workdir: Path) -> dic
             fn()
             times[name].append(time.perf_counter() - start)
     stage_kfs, bare_kfs = n / min(times["stage"]), n / min(times["bare"])
-    return {"frame_size": [height, width], "min_size": params["min_size"], "keyframes": n,
+    return {"frame_size": [height, width], "min_size": params.min_size, "keyframes": n,
             "keyframes_per_s": round(stage_kfs, 3), "bare_forward_keyframes_per_s": round(bare_kfs, 3),
             "ratio_to_bare_forward": round(stage_kfs / bare_kfs, 3)}
 
@@ -107,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    detect = yaml.safe_load(args.config.read_text())["detect"]
-    result: dict = {"arch": detect["arch"], "threads": args.threads}
+    detect = detector_params(load_config(args.config))
+    result: dict = {"arch": detect.arch, "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="bench_detect") as tmp:
         for name, (height, width, min_size) in SIZES.items():
-            params = {**detect, "min_size": min_size or detect["min_size"]}
+            params = dataclasses.replace(detect, min_size=min_size or detect.min_size)
             result[name] = measure(params, height, width, args.keyframes, Path(tmp))
             print(f"{name}: {result[name]}", file=sys.stderr)
     print(json.dumps(result))

@@ -1,9 +1,10 @@
-"""Benchmark of ``pipeline.ava.evaluate`` on an AVA-val-sized case against a plain per-keyframe loop.
+"""Benchmark of AVA frame-mAP (``pipeline.ava.evaluate``) on an AVA-val-sized case against a plain per-keyframe loop.
 
 Builds, from a seed, 64 videos x 897 keyframes with about 310k ground-truth rows and 1.06M detection rows
 (60 classes with ids in AVA's range, excluded keyframes, a few keyframes over the 50-row capacity), then times
-``python -m pipeline.ava.evaluate`` end to end (interpreter start and CSV reading included) in a subprocess:
-wall and CPU seconds, and its peak resident memory from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``.
+the evaluate stage (``python -m pipeline.stages.evaluate``) end to end (interpreter start and CSV reading
+included) in a subprocess: wall and CPU seconds, and its peak resident memory from
+``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``.
 The machine's load average is printed too, since wall time on a shared machine depends on it.
 The yardstick is the plain loop of ``pipeline/ava/reference.py`` timed in the same run, on the whole case or,
 with ``--loop-videos N``, on the first N videos (then both are timed on that subset for the ratio).
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.ava.reference import evaluate_reference  # noqa: E402
 from pipeline.ava.formats import (  # noqa: E402
-    AvaRows, LabelMap, write_detections, write_excluded, write_ground_truth, write_label_map,
+    AvaRows, LabelMap, write_detections, write_keyframes, write_ground_truth, write_label_map,
 )
 
 LABEL_TYPES = ("PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION")
@@ -100,7 +101,7 @@ def build_case(out_dir: Path, seed: int, n_videos: int = 64, n_keyframes: int = 
     write_label_map(paths["label_map"], label_map)
     write_ground_truth(paths["gt"], gt)
     write_detections(paths["det"], det.take(rng.permutation(len(det))))
-    write_excluded(paths["excluded"], [(videos[frame_video[f]], int(frame_time[f])) for f in excluded_frames])
+    write_keyframes(paths["excluded"], [(videos[frame_video[f]], int(frame_time[f])) for f in excluded_frames])
     return paths
 
 
@@ -118,8 +119,10 @@ def subset(paths: dict[str, Path], n_videos: int, out_dir: Path) -> dict[str, Pa
 
 def run_fast(paths: dict[str, Path], out_json: Path) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak resident MB of the command line in a fresh subprocess."""
-    command = [sys.executable, "-m", "pipeline.ava.evaluate", "-l", str(paths["label_map"]), "-g", str(paths["gt"]),
-               "-d", str(paths["det"]), "-e", str(paths["excluded"]), "--json", str(out_json)]
+    params = json.dumps({"iou": 0.5, "capacity": 50, "variant": "2019"})
+    command = [sys.executable, "-m", "pipeline.stages.evaluate", "--label-map", str(paths["label_map"]),
+               "--ground-truth", str(paths["gt"]), "--detections", str(paths["det"]),
+               "--excluded", str(paths["excluded"]), "--out", str(out_json), "--params", params]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -151,7 +154,7 @@ def main() -> int:
         load = os.getloadavg()[0]
         fast_s, fast_cpu, fast_mb = run_fast(paths, out_dir / "eval.json")
         fast = json.loads((out_dir / "eval.json").read_text())
-        print(f"pipeline.ava.evaluate: {fast_s:.2f} s ({fast_cpu:.2f} s CPU), peak {fast_mb:.0f} MB, "
+        print(f"pipeline.stages.evaluate: {fast_s:.2f} s ({fast_cpu:.2f} s CPU), peak {fast_mb:.0f} MB, "
               f"mAP {fast['mAP']:.6f}", file=sys.stderr)
 
         loop_paths, loop_scope = paths, "full case"

@@ -33,6 +33,7 @@ The last line printed is one JSON object with all figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -46,21 +47,22 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import clip_context_s  # noqa: E402
-from pipeline.dataset import keyframe_times  # noqa: E402
+from pipeline.ava.formats import write_keyframes  # noqa: E402
+from pipeline.config import audio_params, flow_params, frames_params, load_config  # noqa: E402
+from pipeline.data.manifest import keyframe_times  # noqa: E402
 from pipeline.media.audio import compute_audio  # noqa: E402
 from pipeline.media.ffmpeg import ffmpeg_exe  # noqa: E402
-from pipeline.media.flow import compute_flow, known_motion_errors, make_flow, method_params  # noqa: E402
+from pipeline.media.flow import compute_flow, known_motion_errors, make_flow  # noqa: E402
 from pipeline.media.frames import FrameStore, extract_frames  # noqa: E402
 from pipeline.media.probe import probe  # noqa: E402
+from pipeline.params import FlowParams, FramesParams, PrepareParams, as_dict, to_json  # noqa: E402
 
-AVA_FRAMES = {"short_side": 256, "fps": 30, "window": "all", "jpeg_quality": 90}
 OFFSET = 900.0
+AVA_FRAMES = FramesParams(short_side=256, fps=30.0, window="all", jpeg_quality=90, time_offset=OFFSET, context_s=None)
 
 
 def log(message: str) -> None:
@@ -123,8 +125,9 @@ def flow_bytes_per_pair(flow: Path) -> float:
         return float(np.sum(sizes) / h5["x"].shape[0])
 
 
-def bench_flow(frames: Path, work: Path, method: str, params: dict, n_pairs: int, threads: int) -> dict:
+def bench_flow(frames: Path, work: Path, params: FlowParams, n_pairs: int, threads: int) -> dict:
     """Pairs per second of the flow stage against one-thread OpenCV on the same pairs, and bytes per pair."""
+    method = params.method
     with FrameStore(frames) as fs:
         start = max(0, len(fs) // 2 - n_pairs // 2)
         n_pairs = min(n_pairs, len(fs) - 1 - start)
@@ -132,11 +135,11 @@ def bench_flow(frames: Path, work: Path, method: str, params: dict, n_pairs: int
     sub = subset_store(frames, work / f"sub_{method}.h5", start, n_pairs + 1)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    flow = make_flow(method, method_params(method, params))
+    flow = make_flow(method, params.options)
     yard_s, yard_cpu, _ = timed(lambda: [flow(gray[i], gray[i + 1]) for i in range(n_pairs)])
     cv2.setNumThreads(previous)
     out = work / f"flow_{method}.h5"
-    stage_s, stage_cpu, stored = timed(compute_flow, sub, out, method, params, threads)
+    stage_s, stage_cpu, stored = timed(compute_flow, sub, out, params, threads=threads)
     assert stored == n_pairs, (stored, n_pairs)
     return {"pairs": n_pairs, "one_thread_s": round(yard_s, 3), "stage_s": round(stage_s, 3),
             "ratio": round(yard_s / stage_s, 3), "pairs_per_s": round(n_pairs / stage_s, 3),
@@ -167,7 +170,7 @@ def upscaled(video: Path, out: Path, height: int) -> Path:
     return out
 
 
-def frames_figures(video: Path, work: Path, name: str, params: dict, threads: int) -> dict:
+def frames_figures(video: Path, work: Path, name: str, params: FramesParams, threads: int) -> dict:
     """Frames stage on ``video`` with ``params`` against ``ffmpeg -i VIDEO -f null -``, and its disk."""
     info = probe(video)
     decode_s = best_of(3, [ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-f", "null", "-"])
@@ -175,10 +178,10 @@ def frames_figures(video: Path, work: Path, name: str, params: dict, threads: in
     decode_cpu = cpu_seconds()
     run([ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-f", "null", "-"])
     decode_cpu = cpu_seconds() - decode_cpu
-    stage_s, stage_cpu, n = timed(extract_frames, video, path, "bench", OFFSET, params, threads=threads)
+    stage_s, stage_cpu, n = timed(extract_frames, video, path, "bench", params, threads=threads)
     folder = jpeg_folder_bytes(video, work, min(20.0, info.duration_s))
     per_min = path.stat().st_size / (info.duration_s / 60)
-    return {"video": f"{info.width}x{info.height} {info.fps:g} fps {info.duration_s:.0f} s", "params": params,
+    return {"video": f"{info.width}x{info.height} {info.fps:g} fps {info.duration_s:.0f} s", "params": as_dict(params),
             "decode_null_s": round(decode_s, 3), "stage_s": round(stage_s, 3), "stored_frames": n,
             "decode_null_cpu_s": round(decode_cpu, 3), "stage_cpu_s": round(stage_cpu, 3),
             "source_fps_processed": round(info.n_frames / stage_s, 1), "decode_fps": round(info.n_frames / decode_s, 1),
@@ -191,16 +194,17 @@ def frames_figures(video: Path, work: Path, name: str, params: dict, threads: in
 def speed_and_disk(demo_video: Path, ava_video: Path, work: Path, config: dict, threads: int, flow_pairs: int) -> dict:
     """The default benchmark: demo settings on a demo-size video, AVA settings on an AVA-size clip."""
     out: dict = {}
-    out["job_start_s"] = round(best_of(3, [sys.executable, "-c", "import pipeline.media.frames, "
-                                                                 "pipeline.media.flow"]), 3)
+    out["job_start_s"] = round(best_of(3, [sys.executable, "-c", "import pipeline.stages.frames, "
+                                                                 "pipeline.stages.flow"]), 3)
     # librosa imports its feature module (numba and friends) on first use: a job's one-time cost
-    out["audio_job_start_s"] = round(best_of(1, [sys.executable, "-c", "import pipeline.media.audio, librosa; "
+    out["audio_job_start_s"] = round(best_of(1, [sys.executable, "-c", "import pipeline.stages.audio, librosa; "
                                                                        "librosa.feature.melspectrogram"]), 3)
     import librosa
     librosa.feature.melspectrogram  # noqa: B018  (loads it now: the audio stage below is timed warm, like the others)
 
     # Every frame of the video, as the decode yardstick decodes every frame.
-    settings = {"demo": (demo_video, {**config["frames"], "window": "all"}), "ava": (ava_video, AVA_FRAMES)}
+    settings = {"demo": (demo_video, dataclasses.replace(frames_params(config), window="all", context_s=None)),
+                "ava": (ava_video, AVA_FRAMES)}
     out["frames"] = {}
     for name, (video, params) in {**settings, "ava_720p": (upscaled(ava_video, work / "ava_720p.mp4", 720),
                                                            AVA_FRAMES)}.items():
@@ -214,20 +218,21 @@ def speed_and_disk(demo_video: Path, ava_video: Path, work: Path, config: dict, 
             # speed on the demo store; the AVA store (larger frames) gives its bytes per pair from fewer pairs
             pairs = flow_pairs if name == "demo" else max(4, flow_pairs // 3)
             pairs *= 10 if method == "farneback" else 1
-            figures = bench_flow(work / f"frames_{name}.h5", work, method, config["flow"], pairs, threads)
-            figures["bytes_per_min"] = figures["bytes_per_pair"] * float(params["fps"]) * 60
+            figures = bench_flow(work / f"frames_{name}.h5", work, flow_params(config, method), pairs, threads)
+            figures["bytes_per_min"] = figures["bytes_per_pair"] * params.fps * 60
             figures["disk_ratio_vs_jpeg_folder"] = round(
                 figures["bytes_per_min"] / out["frames"][name]["jpeg_folder_bytes_per_min"], 4)
             flow[method][name] = figures
             log(f"flow {method} {name}: {json.dumps(figures)}")
-        flow[method]["epe"] = {k: round(v, 4) for k, v in known_motion_errors(method, config["flow"]).items()}
+        errors = known_motion_errors(method, flow_params(config, method).options)
+        flow[method]["epe"] = {k: round(v, 4) for k, v in errors.items()}
     out["flow"] = flow
 
     info = probe(demo_video)
     audio_decode_s = best_of(3, [ffmpeg_exe(), "-loglevel", "error", "-i", str(demo_video), "-map", "0:a:0",
                                  "-ac", "1", "-ar", str(config["audio"]["sample_rate"]), "-f", "null", "-"])
-    audio_s, windows = wall(compute_audio, demo_video, work / "audio.h5", "bench", OFFSET, info.duration_s,
-                            config["audio"])
+    audio_s, windows = wall(compute_audio, demo_video, work / "audio.h5", "bench", info.duration_s,
+                            audio_params(config))
     out["audio"] = {"stage_s": round(audio_s, 3), "windows": windows,
                     "seconds_per_s": round(info.duration_s / audio_s, 1),
                     "ratio_vs_decode": round(audio_decode_s / audio_s, 3),
@@ -263,36 +268,36 @@ def ava_movie(work: Path, config: dict, threads: int, seconds: int | None) -> di
     seconds = probe(raw).duration_s
     cut_dir = work / "cut"
     video = cut_dir / raw.name
-    stages["prepare"] = job([py, "-m", "pipeline.ava.prepare", "--video", str(raw), "--out-dir", str(cut_dir),
-                             "--report", str(work / "prepare.json"), "--start", "0",
-                             "--duration", f"{np.floor(seconds):g}", "--threads", str(threads)],
-                            work / "prepare.log", video)
+    prepare = PrepareParams(start=0.0, duration=float(np.floor(seconds)))
+    stages["prepare"] = job([py, "-m", "pipeline.stages.prepare", "--video", str(raw), "--out", str(video),
+                             "--report", str(work / "prepare.json"), "--params", to_json(prepare),
+                             "--threads", str(threads)], work / "prepare.log", video)
     info = probe(video)
     keyframes = work / "keyframes.csv"
     times = keyframe_times(info.duration_s, OFFSET, config["dataset"]["keyframe_margin"])
-    keyframes.write_text("".join(f"ava,{t}\n" for t in times))
+    write_keyframes(keyframes, [("ava", t) for t in times.tolist()])
     flow_modality = next(b["modality"] for b in config["backbones"].values() if b["modality"].startswith("flow/"))
-    windows = {"frames": ["--keyframes", str(keyframes), "--context-s", f"{clip_context_s(config):.6f}"],
-               "flow": ["--keyframes", str(keyframes), "--context-s", f"{clip_context_s(config, flow_modality):.6f}"]}
+    flow_context_s = flow_params(config, flow_modality.split("/", 1)[1]).context_s
     decode_s = best_of(1, [ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-f", "null", "-"])
     stages["decode_null_yardstick"] = {"s": round(decode_s, 1), "bytes": video.stat().st_size}
-    for name, params in (("frames_config", config["frames"]), ("frames_ava", AVA_FRAMES)):
-        clip_args = windows["frames"] if params["window"] == "clips" else []
-        stages[name] = job([py, "-m", "pipeline.media.frames", "--video", str(video), "--video-id", "ava",
-                            "--time-offset", f"{OFFSET:g}", "--out", str(work / f"{name}.h5"),
-                            "--params", json.dumps(params), "--threads", str(threads), *clip_args],
-                           work / f"{name}.log", work / f"{name}.h5")
-    stages["audio"] = job([py, "-m", "pipeline.media.audio", "--video", str(video), "--video-id", "ava",
-                           "--time-offset", f"{OFFSET:g}", "--duration-s", str(info.duration_s),
-                           "--out", str(work / "audio.h5"), "--params", json.dumps(config["audio"])],
-                          work / "audio.log", work / "audio.h5")
+    config_frames = dataclasses.replace(frames_params(config), time_offset=OFFSET)
+    for name, params in (("frames_config", config_frames), ("frames_ava", AVA_FRAMES)):
+        clip_args = ["--keyframes", str(keyframes)] if params.window == "clips" else []
+        stages[name] = job([py, "-m", "pipeline.stages.frames", "--video", str(video), "--video-id", "ava",
+                            "--out", str(work / f"{name}.h5"), "--params", to_json(params),
+                            "--threads", str(threads), *clip_args], work / f"{name}.log", work / f"{name}.h5")
+    audio = dataclasses.replace(audio_params(config), time_offset=OFFSET)
+    stages["audio"] = job([py, "-m", "pipeline.stages.audio", "--video", str(video), "--video-id", "ava",
+                           "--out", str(work / "audio.h5"), "--params", to_json(audio)], work / "audio.log",
+                          work / "audio.h5")
     pairs = {}
     for method in ("farneback", "tvl1"):
         out = work / f"flow_{method}.h5"
-        clip_args = windows["flow"] if config["frames"]["window"] == "clips" else []
-        stages[f"flow_{method}"] = job([py, "-m", "pipeline.media.flow", "--frames", str(work / "frames_config.h5"),
-                                        "--method", method, "--out", str(out), "--params", json.dumps(config["flow"]),
-                                        "--threads", str(threads), *clip_args], work / f"flow_{method}.log", out)
+        params = dataclasses.replace(flow_params(config, method), context_s=flow_context_s)
+        clip_args = ["--keyframes", str(keyframes)] if params.context_s is not None else []
+        stages[f"flow_{method}"] = job([py, "-m", "pipeline.stages.flow", "--frames", str(work / "frames_config.h5"),
+                                        "--out", str(out), "--params", to_json(params), "--threads", str(threads),
+                                        *clip_args], work / f"flow_{method}.log", out)
         with h5py.File(out) as h5:
             pairs[method] = int(h5["t"].shape[0])
     with h5py.File(work / "frames_config.h5") as h5:
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", help="keep the work files in this directory")
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     args = parser.parse_args(argv)
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config(args.config)
     result: dict = {"threads": args.threads, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="bench_media") as tmp:
         work = Path(args.keep or tmp)

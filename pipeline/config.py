@@ -1,19 +1,23 @@
-"""Loading and validating config.yaml: the schema, then the references between sections.
+"""The config: validated against the schema (which fills in every default), checked for references
+between sections, and turned into each stage's typed parameters (:func:`stage_params`).
 
 The Snakefile calls :func:`validate_config` before any job starts; the schema at
-``workflow/schemas/config.schema.yaml`` documents every key.
+``workflow/schemas/config.schema.yaml`` documents every key and holds every default.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jsonschema
 import yaml
 
 from pipeline.models.names import arch_problem
+from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
+                             FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
 CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool"}
@@ -30,6 +34,19 @@ def load_schema() -> dict[str, Any]:
 
 def _where(path: Any) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _fill_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """jsonschema's ``properties`` check, which first sets each absent property that has a ``default``."""
+    if validator.is_type(instance, "object"):
+        for name, subschema in properties.items():
+            if "default" in subschema and name not in instance:
+                instance[name] = copy.deepcopy(subschema["default"])
+    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+#: Draft 2020-12 that fills in the schema's defaults as it validates.
+_DefaultingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
 
 
 def check_schema(config: dict[str, Any], source: str = "config") -> None:
@@ -91,11 +108,19 @@ def model_backbones(model: dict[str, Any]) -> list[str]:
     return list(model["backbones"]) if "backbones" in model else [model["backbone"]]
 
 
+def fill_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Set every key that the schema gives a default and ``config`` leaves out (in place)."""
+    for _ in _DefaultingValidator(load_schema()).iter_errors(config):
+        pass
+    return config
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Check the schema and the references; return ``config`` unchanged."""
+    """Check the schema and the references as the user wrote them, then fill in the schema's
+    defaults (in place); return ``config``."""
     check_schema(config, source)
     check_references(config, source)
-    return config
+    return fill_defaults(config)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -103,11 +128,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     with open(path) as f:
         config = yaml.safe_load(f)
     return validate_config(config, str(path))
-
-
-def section_json(section: Any) -> str:
-    """A config section as canonical JSON: the ``--params`` of a stage (stable, so Snakemake sees real changes only)."""
-    return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
 def clip_context_s(config: dict[str, Any], modality: str | None = None) -> float:
@@ -124,3 +144,77 @@ def clip_context_s(config: dict[str, Any], modality: str | None = None) -> float
         return 1.0 / float(config["frames"]["fps"])
     half = max(b["clip_frames"] * b["clip_stride"] / 2 for b in readers)
     return (half + 1) / float(config["frames"]["fps"])
+
+
+# --------------------------------------------------------------------------------------------- stage parameters
+
+def _typed(cls: Any, data: dict[str, Any], where: str) -> Any:
+    return build(cls, data, where)
+
+
+def dataset_params(config: dict[str, Any]) -> DatasetParams:
+    section = {k: v for k, v in config["dataset"].items() if k in ("root", "videos", "label_map", "time_offset",
+                                                                    "keyframe_margin")}
+    splits = {name: {"ground_truth": s.get("ground_truth"), "excluded": s.get("excluded"), "videos": s.get("videos")}
+              for name, s in config["dataset"]["splits"].items()}
+    return _typed(DatasetParams, {**section, "splits": splits}, "dataset")
+
+
+def prepare_params(config: dict[str, Any]) -> PrepareParams:
+    prepare = config["dataset"]["prepare"]
+    return _typed(PrepareParams, {"start": prepare["start"], "duration": prepare["duration"]}, "dataset.prepare")
+
+
+def frames_params(config: dict[str, Any]) -> FramesParams:
+    clips = config["frames"]["window"] == "clips"
+    return _typed(FramesParams, {**config["frames"], "time_offset": config["dataset"]["time_offset"],
+                                 "context_s": round(clip_context_s(config), 6) if clips else None}, "frames")
+
+
+def flow_params(config: dict[str, Any], method: str) -> FlowParams:
+    """The flow section with only ``method``'s options: changing TV-L1's leaves Farneback's flow alone."""
+    flow = config["flow"]
+    clips = config["frames"]["window"] == "clips"
+    return _typed(FlowParams, {"method": method, "bound": flow["bound"], "jpeg_quality": flow["jpeg_quality"],
+                               "options": flow[method],
+                               "context_s": round(clip_context_s(config, f"flow/{method}"), 6) if clips else None},
+                  "flow")
+
+
+def audio_params(config: dict[str, Any]) -> AudioParams:
+    return _typed(AudioParams, {**config["audio"], "time_offset": config["dataset"]["time_offset"]}, "audio")
+
+
+def detector_params(config: dict[str, Any]) -> DetectorParams:
+    section = {k: v for k, v in config["detect"].items() if k not in ("precomputed", "train_box_iou")}
+    return _typed(DetectorParams, {**section, "seed": config["seed"]}, "detect")
+
+
+def backbone_params(config: dict[str, Any], backbone: str) -> BackboneParams:
+    section = config["backbones"][backbone]
+    clip_keys = {k: section.get(k) for k in ("clip_frames", "clip_stride", "input_size", "roi_size")}
+    return _typed(BackboneParams, {**section, **clip_keys, "seed": config["seed"],
+                                   "train_box_iou": config["detect"]["train_box_iou"]}, f"backbones.{backbone}")
+
+
+def model_params(config: dict[str, Any], model: str) -> ModelParams:
+    section = config["models"][model]
+    return _typed(ModelParams, {"backbones": model_backbones(section), "combine": section["combine"],
+                                "head": section["head"], "train": section["train"], "seed": config["seed"]},
+                  f"models.{model}")
+
+
+def fusion_params(config: dict[str, Any], fusion: str) -> FusionParams:
+    return _typed(FusionParams, config["fusions"][fusion], f"fusions.{fusion}")
+
+
+def evaluate_params(config: dict[str, Any]) -> EvaluateParams:
+    return _typed(EvaluateParams, config["evaluate"], "evaluate")
+
+
+def report_params(config: dict[str, Any], baseline: str) -> ReportParams:
+    return ReportParams(
+        models={name: model_params(config, name) for name in config["models"]},
+        backbones={name: backbone_params(config, name) for name in config["backbones"]},
+        fusions={name: fusion_params(config, name) for name in config["fusions"]},
+        baseline=baseline, eval_splits=list(config["dataset"]["eval_splits"]))

@@ -10,16 +10,11 @@ The fused "logit" written for further fusion is the logit of the fused probabili
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import numpy as np
 
 from pipeline.ava import formats
 from pipeline.errors import InputError
-from pipeline.scores import read_logits, sigmoid, to_detections, write_logits
-from pipeline.store import write_sidecar
+from pipeline.scores import read_logits, sigmoid
 
 STRATEGIES = ("mean_prob", "mean_logit", "topk_logit")
 
@@ -59,29 +54,3 @@ def load_aligned(paths: list[str], label_map: formats.LabelMap) -> tuple[formats
                                    "fused models must predict on the same detections")
         stacked.append(logits)
     return boxes, np.stack(stacked)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.fusion", description=__doc__.splitlines()[0])
-    parser.add_argument("--logits", nargs="+", required=True, help="the models' {split}.logits.parquet")
-    parser.add_argument("--label-map", required=True)
-    parser.add_argument("--out", required=True, help="fused AVA detection CSV")
-    parser.add_argument("--out-logits", required=True, help="fused logits parquet")
-    parser.add_argument("--params", required=True, help='JSON: {"models": [...], "strategy": ...}')
-    args = parser.parse_args(argv)
-    params = json.loads(args.params)
-    if len(args.logits) < 2:
-        parser.error("fusion needs at least two models")
-    label_map = formats.read_label_map(args.label_map)
-    boxes, logits = load_aligned(args.logits, label_map)
-    probs = fuse_probabilities(logits, params["strategy"])
-    formats.write_detections(args.out, to_detections(boxes, probs, label_map))
-    write_sidecar(args.out, "fuse", {**params, "inputs": args.logits})
-    write_logits(args.out_logits, boxes, probability_logit(probs), label_map, "fuse",
-                 {**params, "inputs": args.logits})
-    print(f"fused {len(args.logits)} models ({params['strategy']}) on {len(boxes)} boxes -> {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,7 +8,9 @@ carries provenance: the parameters that made it and the code version.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -90,3 +92,13 @@ def write_sidecar(path: str | Path, stage: str, params: dict[str, Any]) -> Path:
     side = Path(f"{path}.provenance.json")
     write_json(side, provenance(stage, params))
     return side
+
+
+def write_log_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write a training log (a row per epoch, the keys of the first row as header) as CSV, atomically."""
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(path, out.getvalue())

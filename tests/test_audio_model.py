@@ -3,7 +3,6 @@ features give every box of a keyframe the same vector."""
 
 from __future__ import annotations
 
-import json
 
 import h5py
 import numpy as np
@@ -11,18 +10,22 @@ import pytest
 import torch
 
 from pipeline.ava.formats import AvaRows, LabelMap, write_boxes, write_ground_truth, write_label_map
-from pipeline.data.clips import ClipSpec, load_clip, open_store
-from pipeline.features import main as features_main
-from pipeline.train.finetune import build_detector
-from pipeline.train.finetune import main as finetune_main
+from pipeline.data.clips import ClipSpec, load_clip
+from pipeline.media.stores import open_store
+from pipeline.models.registry import build_action_model
+from pipeline.params import BackboneParams, TrainSettings, to_json
+from pipeline.stages.features import main as features_main
+from pipeline.stages.finetune import main as finetune_main
 
 torch.set_num_threads(1)
 
 LABEL_MAP = LabelMap(ids=(3, 12), names=("stand", "talk"), label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
 KEYFRAMES = tuple(range(901, 921))
 N_MELS, FRAMES = 16, 20
-BACKBONE = {"arch": "vgg_tiny", "modality": "audio", "finetune": {"epochs": 6, "lr": 0.01, "batch_size": 4},
-            "seed": 0, "train_box_iou": 0.5}
+BACKBONE = BackboneParams(
+    arch="vgg_tiny", modality="audio", clip_frames=None, clip_stride=None, input_size=None, roi_size=None,
+    roi_pool="max", weights=None, finetune=TrainSettings(epochs=6, lr=0.01, batch_size=4, weight_decay=0.01,
+                                                         optimizer="adamw"), seed=0, train_box_iou=0.5)
 STANDING = np.array([0.05, 0.2, 0.35, 0.9], np.float32)
 TALKING = np.array([0.55, 0.1, 0.9, 0.95], np.float32)
 
@@ -79,21 +82,22 @@ def trained(tmp_path_factory):
     weights = root / "audio_vgg" / "backbone.pt"
     assert finetune_main([
         "--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
-        "--detections", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["trainB"]),
-        "--out", str(weights), "--params", json.dumps(BACKBONE), "--threads", "1",
+        "--boxes", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["trainB"]),
+        "--out", str(weights), "--log-csv", str(root / "finetune_log.csv"), "--params", to_json(BACKBONE),
+        "--threads", "1",
     ]) == 0
     return root, stores, weights
 
 
 def test_audio_model_hears_who_may_talk_on_an_unseen_video(trained):
     root, stores, weights = trained
-    model = build_detector(BACKBONE, len(LABEL_MAP))
+    model = build_action_model(BACKBONE.arch, BACKBONE.modality, len(LABEL_MAP), BACKBONE.roi_size, BACKBONE.roi_pool)
     state = torch.load(weights, weights_only=True)
     model.backbone.load_state_dict(state["backbone"])
     model.head.load_state_dict(state["head"])
     model.eval()
     spec = ClipSpec.from_params(BACKBONE)
-    with open_store(stores["valA"], spec) as store:
+    with open_store(stores["valA"], spec.modality) as store:
         windows = torch.stack([load_clip(store, float(t), spec) for t in KEYFRAMES])
     rois = torch.tensor([[k, 0, 0, 1, 1] for k in range(len(KEYFRAMES))], dtype=torch.float32)
     with torch.no_grad():
@@ -111,8 +115,8 @@ def test_audio_features_contract(trained):
     out = root / "features" / "valA.h5"
     assert features_main([
         "--weights", str(weights), "--store", str(stores["valA"]), "--video-id=valA",
-        "--keyframes", str(root / "val.keyframes.csv"), "--detections", str(root / "val.boxes.csv"),
-        "--label-map", str(root / "label_map.pbtxt"), "--out", str(out), "--params", json.dumps(BACKBONE),
+        "--keyframes", str(root / "val.keyframes.csv"), "--boxes", str(root / "val.boxes.csv"),
+        "--label-map", str(root / "label_map.pbtxt"), "--out", str(out), "--params", to_json(BACKBONE),
     ]) == 0
     with h5py.File(out) as h5:
         roi, box_t, context = h5["roi"][:], h5["box_t"][:], h5["context"][:]

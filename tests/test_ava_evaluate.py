@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from pipeline.ava import formats as F
-from pipeline.ava.evaluate import average_precision, evaluate, evaluate_files, main
+from pipeline.ava.evaluate import average_precision, evaluate, evaluate_files, precision_recall, ranked_precision_recall
 
 from pipeline.ava import reference
+from pipeline.params import EvaluateParams, to_json
+from pipeline.stages.evaluate import main
 
 A = "0.0,0.0,0.5,1.0"        # left half
 B = "0.25,0.0,0.75,1.0"      # middle, overlaps A
@@ -165,6 +167,17 @@ def test_average_precision_by_hand():
     assert average_precision(np.zeros(0), np.zeros(0)) == 0.0
 
 
+def test_precision_recall_ranks_as_the_official_code():
+    scores = np.array([0.5, 0.9, 0.5, 0.1])
+    tp = np.array([True, False, False, True])
+    precision, recall = precision_recall(scores, tp, 4)
+    expected = ranked_precision_recall(tp[np.argsort(scores)[::-1]], 4)
+    np.testing.assert_array_equal(precision, expected[0])
+    np.testing.assert_array_equal(recall, expected[1])
+    np.testing.assert_array_equal(ranked_precision_recall(np.array([True, False, True]), 4)[0], [1.0, 0.5, 2 / 3])
+    np.testing.assert_array_equal(ranked_precision_recall(np.array([True, False, True]), 4)[1], [0.25, 0.25, 0.5])
+
+
 def test_variant_2020_refuses_exclusions():
     lm = F.LabelMap((1,), ("a",), (None,))
     with pytest.raises(ValueError):
@@ -244,10 +257,17 @@ def test_random_cases_with_ties_and_coarse_boxes_equal_the_loop(tmp_path, seed):
 
 # ------------------------------------------------------------------------------------------ command line
 
+def stage_args(directory: Path, **params) -> list[str]:
+    """The evaluate stage's arguments for the files of :func:`random_case` (no --excluded, no --out)."""
+    settings = EvaluateParams(**{"iou": 0.5, "capacity": 50, "variant": "2019", **params})
+    return ["--label-map", str(directory / "lm.pbtxt"), "--ground-truth", str(directory / "gt.csv"),
+            "--detections", str(directory / "det.csv"), "--params", to_json(settings)]
+
+
 def test_command_line_writes_json(tmp_path, capsys):
     random_case(tmp_path, 0, tied=False)
-    code = main(["-l", str(tmp_path / "lm.pbtxt"), "-g", str(tmp_path / "gt.csv"), "-d", str(tmp_path / "det.csv"),
-                 "-e", str(tmp_path / "ex.csv"), "--capacity", "none", "--json", str(tmp_path / "out.json")])
+    code = main(stage_args(tmp_path, capacity=None) + ["--excluded", str(tmp_path / "ex.csv"),
+                                                       "--out", str(tmp_path / "out.json")])
     assert code == 0
     printed = capsys.readouterr().out
     out = json.loads((tmp_path / "out.json").read_text())
@@ -263,10 +283,10 @@ def test_command_line_writes_json(tmp_path, capsys):
 
 def test_command_line_2020_ignores_exclusions_and_says_so(tmp_path, capsys):
     random_case(tmp_path, 1, tied=False)
-    args = ["-l", str(tmp_path / "lm.pbtxt"), "-g", str(tmp_path / "gt.csv"), "-d", str(tmp_path / "det.csv")]
-    assert main(args + ["-e", str(tmp_path / "ex.csv"), "--variant", "2020", "--json", str(tmp_path / "a.json")]) == 0
+    args = stage_args(tmp_path, variant="2020")
+    assert main(args + ["--excluded", str(tmp_path / "ex.csv"), "--out", str(tmp_path / "a.json")]) == 0
     assert "not used" in capsys.readouterr().err
-    assert main(args + ["--variant", "2020", "--json", str(tmp_path / "b.json")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b.json")]) == 0
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert a["per_class"] == b["per_class"]
 

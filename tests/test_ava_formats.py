@@ -1,10 +1,14 @@
-"""AVA formats: label maps, CSV readers and writers, strict errors, IoU."""
+"""AVA formats: label maps, CSV readers and writers (pyarrow's, byte for byte the hand writer's), strict errors,
+IoU (torchvision's, bit for bit the hand arithmetic)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pipeline.ava import formats as F
@@ -119,7 +123,7 @@ def test_boxes_with_and_without_action(tmp_path):
 
 
 def test_excluded_round_trip(tmp_path):
-    F.write_excluded(tmp_path / "e.csv", [("vid", 902), ("other", 1000)])
+    F.write_keyframes(tmp_path / "e.csv", [("vid", 902), ("other", 1000)])
     assert (tmp_path / "e.csv").read_text() == "vid,0902\nother,1000\n"
     assert F.read_excluded(write(tmp_path / "e2.csv", "vid,902\n\nother,01000\n")) == {("vid", 902), ("other", 1000)}
     with pytest.raises(InputError) as err:
@@ -192,3 +196,124 @@ def test_iou_by_hand():
     np.testing.assert_allclose(iou_matrix(a, b), expected, rtol=0, atol=1e-15)
     np.testing.assert_array_equal(pairwise_iou(a, b[[0, 2]]), iou_matrix(a, b)[[0, 1], [0, 2]])
     assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_iou_of_empty_and_touching_boxes():
+    a = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]], np.float32)     # a box, an empty one
+    b = np.array([[0.5, 0.0, 1.0, 0.5], [0.5, 0.5, 0.5, 0.5]], np.float32)     # touching a, the same empty one
+    iou = iou_matrix(a, b)
+    assert iou.dtype == np.float32 and iou[0, 0] == 0.0 and iou[0, 1] == 0.0 and iou[1, 0] == 0.0
+    assert np.isnan(iou[1, 1])                                                    # union 0
+    readonly = np.array(b)
+    readonly.flags.writeable = False
+    np.testing.assert_array_equal(iou_matrix(a, readonly), iou)
+
+
+def hand_pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The hand IoU this module had before torchvision's, the official evaluator's operations in its order."""
+    def area(boxes):
+        return (boxes[..., 3] - boxes[..., 1]) * (boxes[..., 2] - boxes[..., 0])
+    heights = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    widths = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    intersection = heights * widths
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersection / (area(a) + area(b) - intersection)
+
+
+def random_boxes(rng: np.random.Generator, n: int, dtype: type, grid: int | None) -> np.ndarray:
+    """[n, 4] boxes: random corners (some inverted), or on a coarse grid (touching, equal and empty boxes)."""
+    boxes = rng.random((n, 4))
+    if grid is not None:
+        boxes = np.round(boxes * grid) / grid
+    return boxes.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("grid", [None, 4, 10])
+def test_torchvision_iou_is_the_hand_arithmetic_bit_for_bit(dtype, grid):
+    rng = np.random.default_rng(0)
+    a, b = random_boxes(rng, 300, dtype, grid), random_boxes(rng, 200, dtype, grid)
+    got, expected = iou_matrix(a, b), hand_pairwise_iou(a[:, None, :], b[None, :, :])
+    assert got.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), expected.view(f"u{got.itemsize}"))  # NaNs too
+    rows = pairwise_iou(a[:200], b)
+    assert rows.dtype == dtype
+    bits = f"u{rows.itemsize}"
+    np.testing.assert_array_equal(rows.view(bits), hand_pairwise_iou(a[:200], b).view(bits))
+    mixed = iou_matrix(a, b.astype(np.float64))                  # float32 against float64: numpy's promotion
+    np.testing.assert_array_equal(mixed, hand_pairwise_iou(a[:, None, :], b.astype(np.float64)[None, :, :]))
+
+
+# ------------------------------------------------------------------------------------------ writers
+
+def hand_columns_text(columns: list[pa.Array]) -> bytes:
+    """The hand writer the formats module had before pyarrow's CSV writer: fields joined with ',' (nulls
+    empty), each row ended by a newline, no header, no quoting."""
+    lines = pc.binary_join_element_wise(*columns, ",", null_handling="replace", null_replacement="")
+    return "".join(f"{line}\n" for line in lines.to_pylist()).encode()
+
+
+def hand_writer_bytes(kind: str, rows: F.AvaRows) -> bytes:
+    """What the hand writer wrote for ``rows``: 4-digit timestamps, shortest float text, 3-decimal ground truth."""
+    key = [pa.array(rows.video_id, pa.string()), pc.utf8_lpad(pc.cast(pa.array(rows.timestamp), pa.string()), 4, "0")]
+
+    def shortest(values):
+        return pc.cast(pa.array(np.ascontiguousarray(values)), pa.string())
+
+    if kind == "ground_truth":
+        boxes = [pa.array([f"{v:.3f}" for v in rows.box[:, i].tolist()], pa.string()) for i in range(4)]
+        return hand_columns_text([*key, *boxes, shortest(rows.action_id), shortest(rows.person_id)])
+    boxes = [shortest(rows.box[:, i]) for i in range(4)]
+    if kind == "detections":
+        return hand_columns_text([*key, *boxes, shortest(rows.action_id), shortest(rows.score)])
+    action = pa.array(np.where(rows.action_id >= 0, rows.action_id, 0), pa.int64(), mask=rows.action_id < 0)
+    return hand_columns_text([*key, *boxes, pc.cast(action, pa.string()), shortest(rows.score)])
+
+
+def tricky_rows(full_precision: bool) -> F.AvaRows:
+    """Values whose text is easy to get wrong: shortest float text (0, 1, 1e-08, 3e-38, 0.1, denormals),
+    timestamps of 1 to 5 digits, actions absent (-1) or set, person ids -1."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    real = np.float64 if full_precision else np.float32
+    box = rng.random((n, 4)).astype(real)
+    box[:6] = [[0, 1, 0.5, 1e-8], [1e-45 if real is np.float32 else 5e-324, 3e-38, 0.1, 0.7],
+               [1, 1, 1, 1], [0.25, 0.5, 0.75, 1.0], [0.123456789, 0.999999, 1e-5, 1e-4], [0.3, 0.6, 0.9, 0.2]]
+    score = rng.random(n).astype(real)
+    score[:5] = [0.0, 1.0, 1e-8, 0.5, 0.1]
+    timestamp = rng.integers(0, 20000, n)
+    timestamp[:6] = [0, 9, 99, 999, 9999, 10000]
+    action = rng.integers(-1, 81, n)
+    action[:3] = [-1, 0, 80]
+    person = rng.integers(-1, 5, n)
+    video = np.array(["-5KQ66BBWC4", "a_b", "0x", "vid.with.dots"])[rng.integers(0, 4, n)]
+    return F.AvaRows(video, timestamp, box, action, person, score, full_precision=full_precision)
+
+
+@pytest.mark.parametrize("kind", ["ground_truth", "detections", "boxes"])
+@pytest.mark.parametrize("full_precision", [False, True])
+def test_pyarrow_writers_write_the_hand_writers_bytes(tmp_path, kind, full_precision):
+    write = getattr(F, f"write_{kind}")
+    rows = tricky_rows(full_precision)
+    for part in (rows, rows.take(np.arange(1)), F.AvaRows.empty()):
+        write(tmp_path / "out.csv", part)
+        assert (tmp_path / "out.csv").read_bytes() == hand_writer_bytes(kind, part)
+    assert (tmp_path / "out.csv").read_bytes() == b""                             # an empty file for no rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]             # no temporary left behind
+
+
+def test_keyframes_writer_writes_the_hand_writers_bytes(tmp_path):
+    keys = [("-5KQ66BBWC4", 0), ("a", 902), ("b", 9999), ("c", 10000), ("a", 902)]
+    F.write_keyframes(tmp_path / "k.csv", iter(keys))
+    assert (tmp_path / "k.csv").read_text() == "".join(f"{v},{t:04d}\n" for v, t in keys)
+    F.write_keyframes(tmp_path / "k.csv", [])
+    assert (tmp_path / "k.csv").read_bytes() == b""
+
+
+@pytest.mark.parametrize("bad", ["a,b", 'say"hi"', "tab\there", "new\nline", ""])
+def test_writers_refuse_video_ids_a_csv_cannot_hold_unquoted(tmp_path, bad):
+    with pytest.raises(ValueError, match=re.escape("cannot hold unquoted")):
+        F.write_boxes(tmp_path / "b.csv", F.AvaRows([bad], [902], [[0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match=re.escape("cannot hold unquoted")):
+        F.write_keyframes(tmp_path / "k.csv", [(bad, 902)])
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "k.csv").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import baseline
+from pipeline.stages import baseline
 from pipeline.ava import formats
 
 LABELS = formats.LabelMap(ids=(11, 12, 79), names=("sit", "stand", "talk"), label_types=(None, None, None))

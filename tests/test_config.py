@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, clip_context_s, load_config, model_backbones, validate_config
+from pipeline.config import (ConfigError, audio_params, backbone_params, clip_context_s, dataset_params, detector_params,
+                             evaluate_params, flow_params, frames_params, fusion_params, load_config, model_backbones,
+                             model_params, report_params, validate_config)
+from pipeline.params import BackboneParams, ParamsError, parse_params, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +98,50 @@ def test_a_model_may_combine_the_features_of_several_backbones():
     single["models"]["rgb"]["combine"] = "concat"
     with pytest.raises(ConfigError, match=r"models\.rgb\.combine needs backbones"):
         validate_config(single)
+
+
+def test_the_schema_fills_in_every_default():
+    config = demo_config()
+    del config["backbones"]["rgb_r3d"]["finetune"]["weight_decay"]
+    del config["flow"]["tvl1"]["tau"]
+    validate_config(config)
+    assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
+    assert config["backbones"]["rgb_r3d"]["weights"] is None
+    assert config["backbones"]["rgb_r3d"]["finetune"] == {"epochs": 12, "lr": 0.001, "batch_size": 8,
+                                                          "weight_decay": 0.01, "optimizer": "adamw"}
+    assert config["detect"]["max_size"] is None
+    assert config["flow"]["tvl1"]["tau"] == 0.25                      # OpenCV's default, from the schema
+    assert config["flow"]["farneback"]["flags"] == 0
+    assert config["models"]["rgb"]["combine"] == "concat"
+    assert config["models"]["rgb"]["train"]["optimizer"] == "adamw"
+
+
+def test_every_stage_gets_typed_params_that_survive_their_json():
+    config = load_config(ROOT / "config.yaml")
+    built = [
+        dataset_params(config), frames_params(config), flow_params(config, "farneback"), audio_params(config),
+        detector_params(config), backbone_params(config, "rgb_r3d"), backbone_params(config, "audio_vgg"),
+        model_params(config, "rgb_flow"), fusion_params(config, "full"), evaluate_params(config),
+        report_params(config, "baseline-prior"),
+    ]
+    for params in built:
+        assert parse_params(type(params), to_json(params)) == params
+    assert detector_params(config).seed == config["seed"]
+    assert backbone_params(config, "rgb_r3d").train_box_iou == config["detect"]["train_box_iou"]
+    assert backbone_params(config, "audio_vgg").clip_frames is None
+    assert model_params(config, "rgb").backbones == ["rgb_r3d"]
+    assert flow_params(config, "farneback").options == config["flow"]["farneback"]
+    assert frames_params(config).context_s == pytest.approx(clip_context_s(config))
+    config["frames"]["window"] = "all"
+    assert frames_params(config).context_s is None
+
+
+def test_params_json_names_what_is_missing_unknown_or_mistyped():
+    config = load_config(ROOT / "config.yaml")
+    data = json.loads(to_json(backbone_params(config, "rgb_r3d")))
+    with pytest.raises(ParamsError, match=r"BackboneParams: missing \['seed'\]"):
+        parse_params(BackboneParams, json.dumps({k: v for k, v in data.items() if k != "seed"}))
+    with pytest.raises(ParamsError, match=r"unknown \['typo'\]"):
+        parse_params(BackboneParams, json.dumps({**data, "typo": 1}))
+    with pytest.raises(ParamsError, match=r"BackboneParams\.finetune\.epochs: expected int"):
+        parse_params(BackboneParams, json.dumps({**data, "finetune": {**data["finetune"], "epochs": "12"}}))

@@ -1,59 +1,69 @@
-"""The dataset stage's pure parts: keyframe grids, video lists, label-map filtering."""
+"""The dataset stage and its library (pipeline.data.manifest): keyframe grids, video lists, label-map
+filtering, the keyframe files, and the manifest of a small dataset."""
 
 from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
 
 import numpy as np
 import pytest
 
-from pipeline import dataset
 from pipeline.ava import formats
+from pipeline.data import manifest
 from pipeline.errors import InputError
+from pipeline.media.ffmpeg import ffmpeg_exe
+from pipeline.params import DatasetParams, SplitFiles
+from pipeline.stages import dataset as dataset_stage
 
 
-def info(video_id: str, duration: float) -> dataset.VideoInfo:
-    return dataset.VideoInfo(video_id=video_id, split="val", path=f"{video_id}.mp4", fps=25.0, n_frames=int(25 * duration),
-                             duration_s=duration, width=320, height=240, has_audio=True, time_offset=900.0)
+def info(video_id: str, duration: float) -> manifest.VideoInfo:
+    return manifest.VideoInfo(video_id=video_id, split="val", path=f"{video_id}.mp4", fps=25.0,
+                              n_frames=int(25 * duration), duration_s=duration, width=320, height=240, has_audio=True,
+                              time_offset=900.0)
 
 
 def test_keyframe_grid_is_avas_902_to_1798_for_a_15_minute_cut():
-    times = dataset.keyframe_times(900.0, 900.0, 2)
+    times = manifest.keyframe_times(900.0, 900.0, 2)
     assert times[0] == 902 and times[-1] == 1798 and len(times) == 897
 
 
 def test_keyframes_add_ground_truth_seconds_and_remove_excluded():
-    gt = formats.AvaRows(video_id=np.array(["a"]), timestamp=np.array([915], np.int64), box=np.zeros((1, 4), np.float32),
-                         action_id=np.array([12], np.int64), person_id=np.zeros(1, np.int64), score=np.ones(1, np.float32))
-    rows = dataset.keyframes_for_split([info("a", 10.0), info("b", 6.0)], gt, {("a", 903), ("b", 904)}, margin=2)
+    gt = formats.AvaRows(video_id=np.array(["a"]), timestamp=np.array([915], np.int64),
+                         box=np.zeros((1, 4), np.float32), action_id=np.array([12], np.int64),
+                         person_id=np.zeros(1, np.int64), score=np.ones(1, np.float32))
+    rows = manifest.keyframes_for_split([info("a", 10.0), info("b", 6.0)], gt, {("a", 903), ("b", 904)}, margin=2)
     pairs = list(zip(rows.video_id.tolist(), rows.timestamp.tolist()))
-    assert pairs == [("a", 902), ("a", 904), ("a", 905), ("a", 906), ("a", 907), ("a", 908), ("a", 915), ("b", 902), ("b", 903)]
+    assert pairs == [("a", 902), ("a", 904), ("a", 905), ("a", 906), ("a", 907), ("a", 908), ("a", 915),
+                     ("b", 902), ("b", 903)]
 
 
 def test_keyframes_round_trip(tmp_path):
-    rows = dataset.keyframe_rows(["-x_1", "-x_1", "y"], [902, 903, 950])
-    dataset.write_keyframes(tmp_path / "k.csv", rows)
-    back = dataset.read_keyframes(tmp_path / "k.csv")
+    formats.write_keyframes(tmp_path / "k.csv", [("-x_1", 902), ("-x_1", 903), ("y", 950)])
+    back = formats.read_keyframes(tmp_path / "k.csv")
     assert back.video_id.tolist() == ["-x_1", "-x_1", "y"] and back.timestamp.tolist() == [902, 903, 950]
 
 
 def test_keyframes_reader_names_the_bad_line(tmp_path):
     path = tmp_path / "k.csv"
     path.write_text("a,902\na,9o3\n")
-    with pytest.raises(InputError, match=r"k\.csv:2: timestamp '9o3' is not an integer"):
-        dataset.read_keyframes(path)
+    with pytest.raises(InputError, match=r"k\.csv:2: timestamp '9o3' is not a non-negative integer"):
+        formats.read_keyframes(path)
 
 
 def test_video_list_accepts_file_names_and_rejects_duplicates(tmp_path):
     path = tmp_path / "list.txt"
     path.write_text("# AVA ids\n-5KQ66BBWC4.mkv\n\nabc_DEF-123\n")
-    assert dataset.read_video_list(path) == ["-5KQ66BBWC4", "abc_DEF-123"]
+    assert manifest.read_video_list(path) == ["-5KQ66BBWC4", "abc_DEF-123"]
     path.write_text("a\nb\na\n")
     with pytest.raises(InputError, match=r"list\.txt:3: video id 'a' listed twice \(first on line 1\)"):
-        dataset.read_video_list(path)
+        manifest.read_video_list(path)
 
 
 def test_missing_video_file_is_named(tmp_path):
     with pytest.raises(InputError, match="no video file for video id 'nope'"):
-        dataset.find_video(tmp_path, "nope")
+        manifest.find_video(tmp_path, "nope")
 
 
 def test_rows_outside_the_label_map_are_counted_not_hidden(capsys):
@@ -61,6 +71,49 @@ def test_rows_outside_the_label_map_are_counted_not_hidden(capsys):
     gt = formats.AvaRows(video_id=np.array(["a", "a", "a"]), timestamp=np.array([902, 902, 903], np.int64),
                          box=np.zeros((3, 4), np.float32), action_id=np.array([12, 99, 99], np.int64),
                          person_id=np.zeros(3, np.int64), score=np.ones(3, np.float32))
-    kept = dataset.filter_to_label_map(gt, labels, "gt.csv")
+    kept = dataset_stage.filter_to_label_map(gt, labels, "gt.csv")
     assert kept.action_id.tolist() == [12]
     assert "2 rows have action ids outside the label map and are left out: 99 (2 rows)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def small_dataset(tmp_path) -> DatasetParams:
+    """Two videos of 6 s (one without audio) in AVA layout; the train split lists them, the test
+    split (no ground truth) takes ids from its list."""
+    root = tmp_path / "data"
+    (root / "videos").mkdir(parents=True)
+    (root / "ann").mkdir()
+    for name, audio in (("a", True), ("b", False)):
+        sound = ["-f", "lavfi", "-i", "sine", "-c:a", "aac"] if audio else []
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=25", *sound,
+                        "-t", "6", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(root / "videos" / f"{name}.mp4")],
+                       check=True)
+    (root / "ann" / "label_map.pbtxt").write_text('item {\n  name: "stand"\n  id: 12\n}\n')
+    (root / "ann" / "train.csv").write_text("a,0902,0.1,0.1,0.5,0.9,12,0\nb,0903,0.1,0.1,0.5,0.9,99,0\n")
+    (root / "ann" / "train.videos.txt").write_text("a\nb\n")
+    (root / "ann" / "train_excluded.csv").write_text("a,0903\n")
+    (root / "ann" / "test.videos.txt").write_text("a.mp4\n")
+    splits = {"train": SplitFiles(ground_truth="ann/train.csv", excluded="ann/train_excluded.csv",
+                                  videos="ann/train.videos.txt"),
+              "test": SplitFiles(ground_truth=None, excluded=None, videos="ann/test.videos.txt")}
+    return DatasetParams(root=str(root), videos="videos", label_map="ann/label_map.pbtxt", time_offset=900.0,
+                         keyframe_margin=2.0, splits=splits)
+
+
+def test_dataset_stage_writes_the_manifest_and_the_split_files(small_dataset, tmp_path, capsys):
+    with pytest.raises(InputError, match=r"test\.videos\.txt: video 'a' is in both splits 'train' and 'test'"):
+        manifest.all_video_ids(small_dataset)
+    params = dataclasses.replace(small_dataset, splits={"train": small_dataset.splits["train"]})
+    assert manifest.all_video_ids(params) == {"a": "train", "b": "train"}
+    out = tmp_path / "out"
+    assert dataset_stage.main(["--params", json.dumps(dataclasses.asdict(params)), "--out-dir", str(out)]) == 0
+    assert "1 rows have action ids outside the label map" in capsys.readouterr().err
+    videos = manifest.read_manifest(out / "manifest.parquet")
+    assert [(v.video_id, v.split, v.n_frames, v.fps, v.duration_s, v.width, v.height, v.has_audio, v.time_offset)
+            for v in videos] == [("a", "train", 150, 25.0, 6.0, 96, 64, True, 900.0),
+                                 ("b", "train", 150, 25.0, 6.0, 96, 64, False, 900.0)]
+    assert manifest.manifest_row(videos, "b") == videos[1]
+    assert (out / "train.keyframes.csv").read_text() == "a,0902\na,0904\nb,0902\nb,0903\nb,0904\n"
+    assert (out / "train.excluded.csv").read_text() == "a,0903\n"
+    assert (out / "train.gt.csv").read_text().splitlines() == ["a,0902,0.100,0.100,0.500,0.900,12,0"]
+    assert formats.read_label_map(out / "label_map.pbtxt").ids == (12,)

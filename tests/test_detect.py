@@ -1,7 +1,9 @@
-"""The person detector: COCO checkpoints, training, inference, precomputed boxes, metrics, training boxes."""
+"""The person detector: COCO checkpoints, training, inference, precomputed boxes, metrics, training boxes;
+the detector_train, detect and detect_precomputed stages."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,28 +14,36 @@ import pytest
 import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, write_ground_truth
-from pipeline.dataset import keyframe_rows, write_keyframes
-from pipeline.detect import infer, precomputed, train
+from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, write_ground_truth, write_keyframes
+from pipeline.detect import training
 from pipeline.detect.boxes import distinct_persons
-from pipeline.detect.metrics import average_precision, detector_metrics, match_keyframe
+from pipeline.detect.inference import detect_images
+from pipeline.detect.keyframes import KeyframeImages
+from pipeline.detect.metrics import detector_ap, detector_metrics, match_keyframe
 from pipeline.detect.model import (
     PREDICTOR,
     build_detector,
     coco_detector,
     load_state_dict_file,
+    max_image_size,
     reduce_to_person,
 )
 from pipeline.detect.precomputed import distinct_boxes
 from pipeline.detect.training_boxes import DETECTION, GROUND_TRUTH, training_boxes
 from pipeline.errors import InputError
 from pipeline.media.frames import encode_jpeg
+from pipeline.params import DetectorParams, TrainSettings, to_json
+from pipeline.stages import detect, detect_precomputed, detector_train
 
 torch.set_num_threads(1)
 
-SMALL = {"arch": "resnet18_fpn", "weights": None, "min_size": 96,
-         "train": {"epochs": 1, "lr": 0.01, "batch_size": 2},
-         "score_threshold": 0.5, "nms_iou": 0.5, "max_per_keyframe": 3, "train_box_iou": 0.5, "seed": 0}
+SMALL = DetectorParams(arch="resnet18_fpn", weights=None, min_size=96, max_size=None,
+                       train=TrainSettings(epochs=1, lr=0.01, batch_size=2, weight_decay=1e-4, optimizer="sgd"),
+                       score_threshold=0.5, nms_iou=0.5, max_per_keyframe=3, seed=0)
+
+
+def small(**changes) -> DetectorParams:
+    return dataclasses.replace(SMALL, **changes)
 
 
 def rows(video_ids, timestamps, boxes, action_id=None, person_id=None, score=None) -> AvaRows:
@@ -76,8 +86,7 @@ def test_coco_checkpoint_is_reduced_to_the_person_class(tmp_path):
     coco = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
     path = tmp_path / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
     torch.save(coco, path)
-    params = {**SMALL, "arch": "resnet50_fpn", "weights": str(path)}
-    model = coco_detector(params, path)
+    model = coco_detector(small(arch="resnet50_fpn", weights=str(path)), path)
     predictor = model.roi_heads.box_predictor
     assert predictor.cls_score.out_features == 2 and predictor.bbox_pred.out_features == 8
     assert torch.equal(predictor.cls_score.weight, coco[f"{PREDICTOR}.cls_score.weight"][[0, 1]])
@@ -105,7 +114,7 @@ def test_checkpoint_of_another_architecture_is_an_input_error(tmp_path):
     path = tmp_path / "r18.pt"
     torch.save(build_detector(SMALL, pretrained=False).state_dict(), path)
     with pytest.raises(InputError, match="does not fit the configured detector"):
-        coco_detector({**SMALL, "arch": "mobilenet_v3_fpn"}, path)
+        coco_detector(small(arch="mobilenet_v3_fpn"), path)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -115,7 +124,8 @@ def test_training_on_tiny_images_lowers_the_loss():
     samples = [figure_scene(rng) for _ in range(8)]
     torch.manual_seed(0)
     model = build_detector(SMALL, pretrained=False)
-    log = train.fit(model, samples, epochs=6, lr=0.01, batch_size=4, seed=0, frozen_norm=False)
+    settings = TrainSettings(epochs=6, lr=0.01, batch_size=4, weight_decay=1e-4, optimizer="sgd")
+    log = training.fit(model, samples, settings, seed=0, frozen_norm=False)
     assert len(log) == 6 and log[-1]["iterations"] == 12
     assert log[-1]["loss"] < 0.8 * log[0]["loss"]
     assert not model.training
@@ -124,7 +134,7 @@ def test_training_on_tiny_images_lowers_the_loss():
 def test_flip_mirrors_boxes():
     image = np.zeros((4, 10, 3), np.uint8)
     image[:, 1] = 255
-    flipped, boxes = train.flip_horizontal(image, np.array([[0.1, 0.2, 0.3, 0.9]], np.float32))
+    flipped, boxes = training.flip_horizontal(image, np.array([[0.1, 0.2, 0.3, 0.9]], np.float32))
     assert flipped[0, 8, 0] == 255
     np.testing.assert_allclose(boxes, [[0.7, 0.2, 0.9, 0.9]], atol=1e-6)
 
@@ -133,47 +143,77 @@ def test_training_keyframes_have_one_box_per_person():
     gt = rows(["a"] * 4 + ["b"], [902, 902, 902, 903, 902],
               [[0, 0, .5, .5], [0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, .2, .2], [0, 0, 1, 1]],
               action_id=[1, 2, 1, 1, 3], person_id=[0, 0, 1, 0, 0])
-    kfs = train.training_keyframes(gt)
+    kfs = training.training_keyframes(gt)
     assert [(k.video_id, k.timestamp, len(k.boxes)) for k in kfs] == [("a", 902, 2), ("a", 903, 1), ("b", 902, 1)]
 
 
-def test_train_and_infer_command_lines(tmp_path):
+def test_fit_uses_the_optimizer_and_weight_decay_of_the_params(monkeypatch):
+    seen = {}
+
+    def fake_optimizer(name, parameters, lr, weight_decay):
+        seen.update(name=name, lr=lr, weight_decay=weight_decay)
+        raise StopIteration
+
+    monkeypatch.setattr(training, "make_optimizer", fake_optimizer)
+    settings = TrainSettings(epochs=1, lr=0.02, batch_size=1, weight_decay=0.03, optimizer="adamw")
+    with pytest.raises(StopIteration):
+        training.fit(build_detector(SMALL, pretrained=False), [], settings, seed=0, frozen_norm=False)
+    assert seen == {"name": "adamw", "lr": 0.02, "weight_decay": 0.03}
+
+
+def test_max_size_of_the_params_or_torchvision_ratio():
+    assert max_image_size(SMALL) == 160 and build_detector(SMALL, pretrained=False).transform.max_size == 160
+    assert build_detector(small(max_size=200), pretrained=False).transform.max_size == 200
+
+
+def test_keyframe_images_take_frame_store_files(tmp_path):
+    write_frame_store(tmp_path / "a.h5", np.zeros((1, 8, 8, 3), np.uint8), [902.0])
+    with KeyframeImages([tmp_path / "a.h5"]) as images:
+        assert images.read("a", np.array([902])).shape == (1, 8, 8, 3)
+        with pytest.raises(InputError, match="no frame store for video 'b' among the 1 given"):
+            images.read("b", np.array([902]))
+    with pytest.raises(ValueError, match="two frame stores for video 'a'"):
+        KeyframeImages([tmp_path / "a.h5", tmp_path / "x" / "a.h5"])
+
+
+def test_train_and_detect_command_lines(tmp_path):
     """Train for an epoch from frame stores, then detect on every keyframe: CSV format, threshold, cap."""
     rng = np.random.default_rng(1)
     scenes = [figure_scene(rng) for _ in range(4)]
     times = np.arange(900.0, 904.0)
-    write_frame_store(tmp_path / "-vid.h5", np.stack([s[0] for s in scenes]), times)
+    store = tmp_path / "-vid.h5"
+    write_frame_store(store, np.stack([s[0] for s in scenes]), times)
     gt = AvaRows.concat([rows(["-vid"] * len(b), [int(t)] * len(b), b, action_id=[1] * len(b),
                               person_id=list(range(len(b)))) for t, (_, b) in zip(times, scenes)])
     write_ground_truth(tmp_path / "gt.csv", gt)
     checkpoint = tmp_path / "detector.pt"
-    params = json.dumps(SMALL)
-    assert train.main(["--frames-dir", str(tmp_path), "--ground-truth", str(tmp_path / "gt.csv"),
-                       "--out", str(checkpoint), "--params", params, "--threads", "1",
-                       "--log-csv", str(tmp_path / "log.csv")]) == 0
+    params = to_json(SMALL)
+    assert detector_train.main(["--frames", str(store), "--ground-truth", str(tmp_path / "gt.csv"),
+                                "--out", str(checkpoint), "--log-csv", str(tmp_path / "log.csv"),
+                                "--params", params, "--threads", "1"]) == 0
     state = torch.load(checkpoint, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     side = json.loads(Path(f"{checkpoint}.provenance.json").read_text())
     assert json.loads(side["params"])["arch"] == "resnet18_fpn"
     assert (tmp_path / "log.csv").read_text().startswith("epoch,iterations,loss,")
     # the same seed gives the same detector, its random initialisation included
-    assert train.main(["--frames-dir", str(tmp_path), "--ground-truth", str(tmp_path / "gt.csv"),
-                       "--out", str(tmp_path / "again.pt"), "--params", params, "--threads", "1"]) == 0
+    assert detector_train.main(["--frames", str(store), "--ground-truth", str(tmp_path / "gt.csv"),
+                                "--out", str(tmp_path / "again.pt"), "--params", params, "--threads", "1"]) == 0
     again = torch.load(tmp_path / "again.pt", weights_only=True)
     assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
 
     # A detector that fires: the operating threshold and the cap must hold on its output.
-    loose = {**SMALL, "score_threshold": 0.1}
-    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["-vid"] * 4, [900, 901, 902, 903]))
-    args = ["--checkpoint", str(checkpoint), "--frames-dir", str(tmp_path), "--keyframes", str(tmp_path / "kf.csv"),
+    loose = small(score_threshold=0.1)
+    write_keyframes(tmp_path / "kf.csv", [("-vid", t) for t in (900, 901, 902, 903)])
+    args = ["--checkpoint", str(checkpoint), "--frames", str(store), "--keyframes", str(tmp_path / "kf.csv"),
             "--out", str(tmp_path / "boxes.csv"), "--metrics", str(tmp_path / "m.json"), "--threads", "1"]
     torch.manual_seed(0)
     model = build_detector(loose, pretrained=False).eval()
     with torch.no_grad():  # random heads score about 1/2; the boxes below pass through the real path
-        found = infer.detect_images(model, np.stack([s[0] for s in scenes]))
+        found = detect_images(model, np.stack([s[0] for s in scenes]))
     assert any(len(s) for _, s in found)
     torch.save(model.state_dict(), checkpoint)
-    assert infer.main(args + ["--params", json.dumps(loose)]) == 0
+    assert detect.main(args + ["--params", to_json(loose)]) == 0
     lines = (tmp_path / "boxes.csv").read_text().splitlines()
     assert lines
     for line in lines:
@@ -183,23 +223,25 @@ def test_train_and_infer_command_lines(tmp_path):
         assert 0 <= float(fields[2]) <= float(fields[4]) <= 1 and 0 <= float(fields[3]) <= float(fields[5]) <= 1
     boxes = read_boxes(tmp_path / "boxes.csv")
     assert (boxes.score >= 0.1).all()
-    assert np.bincount(boxes.timestamp - 900).max() <= SMALL["max_per_keyframe"]
+    assert np.bincount(boxes.timestamp - 900).max() <= SMALL.max_per_keyframe
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["recall"] is None and "no ground truth" in metrics["note"]
     assert metrics["n_detections"] == len(boxes)
 
-    assert infer.main(args + ["--params", json.dumps(loose), "--ground-truth", str(tmp_path / "gt.csv")]) == 0
+    assert detect.main(args + ["--params", to_json(loose), "--ground-truth", str(tmp_path / "gt.csv")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n_gt_boxes"] == len(gt) and 0 <= metrics["recall"] <= 1 and 0 <= metrics["ap50"] <= 1
 
     with pytest.raises(InputError, match="min_size"):
-        infer.main(args + ["--params", json.dumps({**loose, "min_size": 128})])
-    write_keyframes(tmp_path / "late.csv", keyframe_rows(["-vid"], [905]))
+        detect.main(args + ["--params", to_json(small(score_threshold=0.1, min_size=128))])
+    write_keyframes(tmp_path / "late.csv", [("-vid", 905)])
     with pytest.raises(InputError, match="no frame within 0.5 s of keyframe 905"):
-        infer.main([*args[:5], str(tmp_path / "late.csv"), *args[6:], "--params", json.dumps(loose)])
+        detect.main([*args[:5], str(tmp_path / "late.csv"), *args[6:], "--params", to_json(loose)])
     Path(f"{checkpoint}.provenance.json").unlink()
     with pytest.raises(InputError, match="no frame store"):
-        infer.main([*args[:3], str(tmp_path / "nowhere"), *args[4:], "--params", json.dumps(loose)])
+        detect.main([*args[:3], str(tmp_path / "nowhere" / "-vid.h5"), *args[4:], "--params", to_json(loose)])
+    with pytest.raises(SystemExit):   # --params that are not DetectorParams: the parser's usage error
+        detect.main(args + ["--params", json.dumps({"arch": "resnet18_fpn"})])
 
 
 # ------------------------------------------------------------------------------------------ precomputed
@@ -217,15 +259,15 @@ vid_a,0904,0.200,0.200,0.400,0.900,,0.600
 
 def test_precomputed_boxes_in_slowfast_format(tmp_path, capsys):
     (tmp_path / "ava_detection_val_boxes_and_labels.csv").write_text(SLOWFAST_ROWS)
-    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["vid_a"] * 4, [902, 903, 904, 905]))
+    write_keyframes(tmp_path / "kf.csv", [("vid_a", t) for t in (902, 903, 904, 905)])
     write_ground_truth(tmp_path / "gt.csv", rows(["vid_a", "vid_a", "vid_a"], [902, 902, 905],
                                                  [[.1, .2, .3, .9], [.5, .1, .7, .8], [.1, .1, .2, .2]],
                                                  action_id=[12, 12, 12], person_id=[0, 1, 0]))
     out, metrics_path = tmp_path / "val.boxes.csv", tmp_path / "val.metrics.json"
-    assert precomputed.main(["--boxes", str(tmp_path / "ava_detection_val_boxes_and_labels.csv"),
-                             "--keyframes", str(tmp_path / "kf.csv"), "--out", str(out),
-                             "--metrics", str(metrics_path), "--params", json.dumps(SMALL),
-                             "--ground-truth", str(tmp_path / "gt.csv")]) == 0
+    assert detect_precomputed.main(["--boxes", str(tmp_path / "ava_detection_val_boxes_and_labels.csv"),
+                                    "--keyframes", str(tmp_path / "kf.csv"), "--out", str(out),
+                                    "--metrics", str(metrics_path), "--params", to_json(SMALL),
+                                    "--ground-truth", str(tmp_path / "gt.csv")]) == 0
     assert out.read_text().splitlines() == [
         "vid_a,0902,0.1,0.2,0.3,0.9,,0.95",
         "vid_a,0903,0.4,0.1,0.6,0.8,,0.7",
@@ -248,11 +290,11 @@ def test_precomputed_include_negative_rows(tmp_path):
     (tmp_path / "neg.csv").write_text("vid_a,0902,0.100,0.200,0.300,0.900,-1,0.742486\n"
                                       "vid_a,0902,0.100,0.200,0.300,0.900,12,0.742486\n"
                                       "vid_a,0902,0.500,0.200,0.700,0.900,-1,0.400000\n")
-    write_keyframes(tmp_path / "kf.csv", keyframe_rows(["vid_a"], [902]))
+    write_keyframes(tmp_path / "kf.csv", [("vid_a", 902)])
     out = tmp_path / "boxes.csv"
-    assert precomputed.main(["--boxes", str(tmp_path / "neg.csv"), "--keyframes", str(tmp_path / "kf.csv"),
-                             "--out", str(out), "--metrics", str(tmp_path / "m.json"),
-                             "--params", json.dumps(SMALL)]) == 0
+    assert detect_precomputed.main(["--boxes", str(tmp_path / "neg.csv"), "--keyframes", str(tmp_path / "kf.csv"),
+                                    "--out", str(out), "--metrics", str(tmp_path / "m.json"),
+                                    "--params", to_json(SMALL)]) == 0
     assert out.read_text().splitlines() == ["vid_a,0902,0.1,0.2,0.3,0.9,,0.742486"]
 
 
@@ -296,9 +338,48 @@ def test_detector_metrics_on_a_hand_made_case():
 
 
 def test_average_precision_edge_cases():
-    assert average_precision(np.array([]), np.array([], bool), 3) == 0.0
-    assert average_precision(np.array([.9, .1]), np.array([True, True]), 2) == pytest.approx(1.0)
-    assert average_precision(np.array([.9, .1]), np.array([False, True]), 1) == pytest.approx(0.5)
+    assert detector_ap(np.array([]), np.array([], bool), 3) == 0.0
+    assert detector_ap(np.array([.9, .1]), np.array([True, True]), 2) == pytest.approx(1.0)
+    assert detector_ap(np.array([.9, .1]), np.array([False, True]), 1) == pytest.approx(0.5)
+    # equal scores keep the order given (a stable ranking): TP first, then FP
+    assert detector_ap(np.array([.5, .5]), np.array([True, False]), 1) == 1.0
+    assert detector_ap(np.array([.5, .5]), np.array([False, True]), 1) == 0.5
+    with pytest.raises(ValueError, match="without ground truth"):
+        detector_ap(np.array([.5]), np.array([True]), 0)
+
+
+def previous_detector_ap(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
+    """The detector metrics' own VOC AP before they used the evaluator's (recall closed at its last value)."""
+    order = np.argsort(-scores, kind="stable")
+    cum_tp = np.cumsum(tp[order].astype(np.float64))
+    precision = np.concatenate([[0.0], cum_tp / np.arange(1, len(order) + 1), [0.0]])
+    recall = cum_tp / n_gt
+    recall = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * envelope[steps]))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_detector_ap_is_the_previous_arithmetic(tied):
+    """The evaluator's AP closes the recall at 1 with precision 0: the same terms plus a last term of 0,
+    so the same AP; np.sum's pairwise grouping of that one more term can move the last bits (a few ulp)."""
+    rng = np.random.default_rng(0)
+    exact = 0
+    for _ in range(300):
+        n = int(rng.integers(0, 300))
+        scores = rng.random(n).astype(np.float32)
+        if tied:
+            scores = np.round(scores * 4) / 4
+        tp = rng.random(n) < rng.random()
+        n_gt = int(tp.sum()) + int(rng.integers(0 if tp.any() else 1, 20))
+        old, new = previous_detector_ap(scores, tp, n_gt), detector_ap(scores, tp, n_gt)
+        assert abs(old - new) <= 4 * np.spacing(max(old, new))
+        steps = len(np.unique(np.cumsum(tp[np.argsort(-scores, kind="stable")])))   # distinct recalls + 0
+        if tp.sum() == n_gt or steps < 8:                # the same sum, term for term: bit-identical
+            assert old == new
+            exact += 1
+    assert exact > 20
 
 
 # ------------------------------------------------------------------------------------------ training boxes

@@ -1,8 +1,12 @@
-"""The conda environment files of the rules parse and pin the same versions as pyproject.toml."""
+"""The conda environment files of the rules parse, pin the same versions as pyproject.toml, and hold what
+the rules' modules import."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -56,3 +60,33 @@ def test_every_rule_names_an_existing_env_and_a_log():
             conda = re.search(r"\n    conda:\n\s+\"([^\"]+)\"", block)
             assert conda, f"{smk.name}: rule {name} names no conda env"
             assert (rules_dir / conda.group(1)).resolve().is_file(), f"{smk.name}: rule {name}: {conda.group(1)} missing"
+
+
+def rule_modules() -> dict[str, set[str]]:
+    """``{env file: the modules its rules run}``: each rule's ``conda:`` file, the ``python -m`` of its shell."""
+    rules_dir = ROOT / "workflow" / "rules"
+    modules: dict[str, set[str]] = {}
+    for smk in sorted(rules_dir.glob("*.smk")):
+        for block in re.split(r"\nrule ", "\n" + smk.read_text())[1:]:
+            conda = re.search(r"\n    conda:\n\s+\"([^\"]+)\"", block)
+            if conda:
+                env = (rules_dir / conda.group(1)).resolve().name
+                modules.setdefault(env, set()).update(re.findall(r"python -m ([\w.]+)", block))
+    return modules
+
+
+def test_every_env_holds_the_project_dependencies_its_rules_import():
+    """A rule's job runs in its conda env: every pinned dependency of pyproject.toml that its module
+    imports (at import time, directly or through the package) must be in that env."""
+    pins = pyproject_pins()
+    top_level = {name: {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
+                 for name, dists in importlib.metadata.packages_distributions().items()}
+    for env, modules in rule_modules().items():
+        code = ("import importlib, sys\n"
+                f"for m in {sorted(modules)!r}: importlib.import_module(m)\n"
+                "print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))")
+        loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        assert loaded.returncode == 0, f"{env}: importing its rules' modules fails:\n{loaded.stderr[-2000:]}"
+        used = {d for name in loaded.stdout.split() for d in top_level.get(name, ()) if d in pins}
+        missing = sorted(used - set(env_pins(ROOT / "envs" / env)))
+        assert not missing, f"{env}: its rules' modules {sorted(modules)} import {missing}, which it does not pin"

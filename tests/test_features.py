@@ -15,13 +15,14 @@ import torch
 from pipeline.ava.formats import (AvaRows, LabelMap, read_detections, read_label_map, write_boxes, write_ground_truth,
                                   write_label_map)
 from pipeline.errors import InputError
-from pipeline.features import combine_features, read_model_features
-from pipeline.features import main as features_main
+from pipeline.feature_store import combine_features, read_model_features
 from pipeline.media.frames import encode_jpeg
-from pipeline.predict import main as predict_main
+from pipeline.params import BackboneParams, ModelParams, TrainSettings, to_json
 from pipeline.scores import sigmoid
-from pipeline.train.finetune import main as finetune_main
-from pipeline.train.head import main as head_main
+from pipeline.stages.features import main as features_main
+from pipeline.stages.finetune import main as finetune_main
+from pipeline.stages.head import main as head_main
+from pipeline.stages.predict import main as predict_main
 
 torch.set_num_threads(1)
 
@@ -30,8 +31,17 @@ HEIGHT, WIDTH = 48, 64
 LABEL_MAP = LabelMap(ids=(3, 7, 12), names=("stand", "carry", "talk"),
                      label_types=("PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"))
 KEYFRAMES = (901, 902, 903)
-BACKBONE = {"arch": "r3d_tiny", "modality": "rgb", "clip_frames": 4, "clip_stride": 1, "input_size": 32,
-            "roi_size": 3, "finetune": {"epochs": 2, "lr": 0.01, "batch_size": 2}, "seed": 0, "train_box_iou": 0.5}
+BACKBONE = to_json(BackboneParams(
+    arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
+    weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
+    seed=0, train_box_iou=0.5))
+
+
+def model(head: str, backbones=("a",), combine: str = "concat", epochs: int = 5, weight_decay: float = 0.0001):
+    """A model's parameters (one backbone unless told), for head and predict."""
+    return ModelParams(backbones=list(backbones), combine=combine, head=head, seed=0,
+                       train=TrainSettings(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
+                                           optimizer="adamw"))
 # two persons per keyframe: the left one stands (class 3), the right one carries (7) and talks (12)
 PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), (3,)),
            (np.array([0.55, 0.1, 0.9, 0.95], np.float32), (7, 12))]
@@ -96,8 +106,8 @@ def finetuned(dataset):
     out = root / "models" / "rgb_tiny" / "backbone.pt"
     assert finetune_main([
         "--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
-        "--detections", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["-trainB"]),
-        "--out", str(out), "--params", json.dumps(BACKBONE), "--threads", "1",
+        "--boxes", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["-trainB"]),
+        "--out", str(out), "--params", BACKBONE, "--threads", "1",
         "--log-csv", str(out.parent / "finetune_log.csv"),
     ]) == 0
     return out
@@ -107,8 +117,8 @@ def run_features(root, stores, weights, split: str, vid: str, with_gt: bool = Tr
     """The features CLI; a video id that starts with '-' is left to default to the store's stem."""
     out = root / "features" / split / f"{vid}.h5"
     argv = ["--weights", str(weights), "--store", str(stores[vid]),
-            "--keyframes", str(root / f"{split}.keyframes.csv"), "--detections", str(root / f"{split}.boxes.csv"),
-            "--label-map", str(root / "label_map.pbtxt"), "--out", str(out), "--params", json.dumps(BACKBONE),
+            "--keyframes", str(root / f"{split}.keyframes.csv"), "--boxes", str(root / f"{split}.boxes.csv"),
+            "--label-map", str(root / "label_map.pbtxt"), "--out", str(out), "--params", BACKBONE,
             "--threads", "1"]
     if not vid.startswith("-"):
         argv.append(f"--video-id={vid}")
@@ -142,8 +152,8 @@ def test_finetune_needs_a_store_for_every_video(dataset, tmp_path):
     root, stores = dataset
     with pytest.raises(InputError, match="no store"):
         finetune_main(["--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
-                       "--detections", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]),
-                       "--out", str(tmp_path / "b.pt"), "--params", json.dumps(BACKBONE)])
+                       "--boxes", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]),
+                       "--out", str(tmp_path / "b.pt"), "--log-csv", str(tmp_path / "log.csv"), "--params", BACKBONE])
 
 
 def test_features_contract(features):
@@ -191,11 +201,10 @@ def test_features_without_ground_truth_has_only_detections(dataset, finetuned):
 @pytest.mark.parametrize("kind", ["linear", "atr"])
 def test_head_and_predict_contract(dataset, features, kind, tmp_path):
     root, _ = dataset
-    params = {"backbone": "rgb_tiny", "head": kind, "seed": 0,
-              "train": {"epochs": 5, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0001}}
+    params = to_json(model(kind))
     head_pt, log_csv = tmp_path / "head.pt", tmp_path / "train_log.csv"
     assert head_main(["--features", *map(str, features["train"]), "--label-map", str(root / "label_map.pbtxt"),
-                      "--out", str(head_pt), "--log-csv", str(log_csv), "--params", json.dumps(params)]) == 0
+                      "--out", str(head_pt), "--log-csv", str(log_csv), "--params", params]) == 0
     state = torch.load(head_pt, weights_only=True)
     assert state["kind"] == kind and list(state["label_ids"]) == list(LABEL_MAP.ids)
     with open(log_csv) as f:
@@ -204,7 +213,7 @@ def test_head_and_predict_contract(dataset, features, kind, tmp_path):
     out, logits_path = tmp_path / "val.csv", tmp_path / "val.logits.parquet"
     assert predict_main(["--head", str(head_pt), "--features", *map(str, features["val"]),
                          "--label-map", str(root / "label_map.pbtxt"), "--out", str(out),
-                         "--logits", str(logits_path), "--params", json.dumps(params)]) == 0
+                         "--logits", str(logits_path), "--params", params]) == 0
     n_boxes = 3 * 2                                                       # detections of 901 and 903
     rows = read_detections(out)
     assert len(rows) == n_boxes * len(LABEL_MAP)
@@ -233,14 +242,14 @@ def test_head_and_predict_contract(dataset, features, kind, tmp_path):
 
 def test_predict_refuses_a_head_of_another_kind(dataset, features, tmp_path):
     root, _ = dataset
-    params = {"head": "linear", "seed": 0, "train": {"epochs": 1, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0}}
+    params = to_json(model("linear", epochs=1, weight_decay=0.0))
     head_pt = tmp_path / "head.pt"
     head_main(["--features", *map(str, features["train"]), "--label-map", str(root / "label_map.pbtxt"),
-               "--out", str(head_pt), "--log-csv", str(tmp_path / "log.csv"), "--params", json.dumps(params)])
+               "--out", str(head_pt), "--log-csv", str(tmp_path / "log.csv"), "--params", params])
     with pytest.raises(InputError, match="a linear head"):
         predict_main(["--head", str(head_pt), "--features", *map(str, features["val"]),
                       "--label-map", str(root / "label_map.pbtxt"), "--out", str(tmp_path / "p.csv"),
-                      "--logits", str(tmp_path / "p.parquet"), "--params", json.dumps({**params, "head": "atr"})])
+                      "--logits", str(tmp_path / "p.parquet"), "--params", to_json(model("atr", epochs=1, weight_decay=0.0))])
 
 
 @pytest.mark.parametrize("combine, kind", [("concat", "linear"), ("add", "atr")])
@@ -248,9 +257,8 @@ def test_a_model_of_two_backbones_combines_their_features_row_by_row(dataset, fe
     # the same backbone's files twice stand for two backbones whose rows agree
     root, _ = dataset
     label_map = read_label_map(root / "label_map.pbtxt")
-    one = read_model_features([features["val"]], label_map, {"backbone": "a", "head": kind})
-    two = read_model_features([features["val"], features["val"]], label_map,
-                              {"backbones": ["a", "b"], "combine": combine, "head": kind})
+    one = read_model_features([features["val"]], label_map, model(kind))
+    two = read_model_features([features["val"], features["val"]], label_map, model(kind, ("a", "b"), combine))
     factor = 2 if combine == "add" else 1
     assert two.roi.shape == (len(one), one.roi.shape[1] * (2 // factor))
     np.testing.assert_allclose(two.roi[:, : one.roi.shape[1]], factor * one.roi, rtol=1e-6)
@@ -258,25 +266,24 @@ def test_a_model_of_two_backbones_combines_their_features_row_by_row(dataset, fe
         np.testing.assert_allclose(two.context, factor * one.context, rtol=1e-6)
     else:
         assert two.context.shape[1] == 0              # a linear head does not read the context
-    params = {"backbones": ["a", "b"], "combine": combine, "head": kind, "seed": 0,
-              "train": {"epochs": 2, "lr": 0.01, "batch_size": 8, "weight_decay": 0.0}}
+    params = to_json(model(kind, ("a", "b"), combine, epochs=2, weight_decay=0.0))
     head_pt = tmp_path / "head.pt"
     groups = lambda split: [flag for _ in range(2) for flag in ("--features", *map(str, features[split]))]  # noqa: E731
     assert head_main([*groups("train"), "--label-map", str(root / "label_map.pbtxt"), "--out", str(head_pt),
-                      "--log-csv", str(tmp_path / "log.csv"), "--params", json.dumps(params)]) == 0
+                      "--log-csv", str(tmp_path / "log.csv"), "--params", params]) == 0
     out = tmp_path / "val.csv"
     assert predict_main(["--head", str(head_pt), *groups("val"), "--label-map", str(root / "label_map.pbtxt"),
                          "--out", str(out), "--logits", str(tmp_path / "val.parquet"),
-                         "--params", json.dumps(params)]) == 0
+                         "--params", params]) == 0
     assert len(read_detections(out)) == 3 * 2 * len(LABEL_MAP)
 
 
 def test_combining_features_of_different_rows_or_sizes_is_an_error(dataset, features):
     root, _ = dataset
     label_map = read_label_map(root / "label_map.pbtxt")
-    val, train = (read_model_features([features[split]], label_map, {"head": "linear"}) for split in ("val", "train"))
+    val, train = (read_model_features([features[split]], label_map, model("linear")) for split in ("val", "train"))
     with pytest.raises(ValueError, match="do not hold the rows of backbone 1: video_id differs"):
-        combine_features([val, train])
+        combine_features([val, train], "concat", with_context=True)
     narrow = dataclasses.replace(val, roi=val.roi[:, :5])
     with pytest.raises(ValueError, match="add needs ROI features of one shape"):
         combine_features([val, narrow], "add", with_context=False)

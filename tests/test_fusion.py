@@ -9,6 +9,7 @@ from pipeline import fusion
 from pipeline.ava import formats
 from pipeline.errors import InputError
 from pipeline.scores import read_logits, sigmoid, write_logits
+from pipeline.stages import fuse
 
 LABELS = formats.LabelMap(ids=(3, 12), names=("a", "b"), label_types=(None, None))
 
@@ -54,7 +55,7 @@ def test_fusion_cli_writes_one_row_per_box_and_class(tmp_path):
         write_logits(path, boxes(2), np.array(values, np.float32), LABELS, "predict", {})
         paths.append(str(path))
     out = tmp_path / "fused.csv"
-    assert fusion.main(["--logits", *paths, "--label-map", str(pbtxt), "--out", str(out),
+    assert fuse.main(["--logits", *paths, "--label-map", str(pbtxt), "--out", str(out),
                         "--out-logits", str(tmp_path / "fused.parquet"),
                         "--params", '{"models": ["a", "b"], "strategy": "mean_logit"}']) == 0
     rows = formats.read_detections(out)

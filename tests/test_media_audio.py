@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -15,8 +16,10 @@ import pytest
 from pipeline.media import audio as audio_mod
 from pipeline.media.audio import AudioStore, compute_audio
 from pipeline.media.ffmpeg import ffmpeg_exe
+from pipeline.params import AudioParams
+from pipeline.stages import audio as audio_stage
 
-PARAMS = {"sample_rate": 16000, "n_mels": 64, "n_fft": 400, "hop": 160, "window_s": 1.0}
+PARAMS = AudioParams(sample_rate=16000, n_mels=64, n_fft=400, hop=160, window_s=1.0, time_offset=900.0)
 
 
 def ffmpeg(*args: str) -> None:
@@ -38,12 +41,12 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 def test_windows_follow_the_keyframe_timeline_and_the_sound(videos, tmp_path):
     out = tmp_path / "a.h5"
-    assert audio_mod.main(["--video", str(videos["late_tone"]), "--video-id", "late_tone", "--time-offset", "900",
-                           "--duration-s", "5.0", "--out", str(out), "--params", json.dumps(PARAMS)]) == 0
+    assert audio_stage.main(["--video", str(videos["late_tone"]), "--video-id=late_tone", "--out", str(out),
+                             "--params", json.dumps(dataclasses.asdict(PARAMS))]) == 0
     with h5py.File(out) as h5:
         assert h5["logmel"].dtype == np.float16 and h5["logmel"].shape == (6, 64, 98)
         assert h5.attrs["sr"] == 16000 and h5.attrs["hop"] == 160 and h5.attrs["n_fft"] == 400
-        assert "provenance_params" in h5.attrs
+        assert json.loads(h5.attrs["provenance_params"]) == {**dataclasses.asdict(PARAMS), "duration_s": 5.0}
     with AudioStore(out) as store:
         np.testing.assert_array_equal(store.t, np.arange(900, 906))
         assert store.has_audio and store.sr == 16000 and store.n_mels == 64
@@ -61,7 +64,8 @@ def test_windows_follow_the_keyframe_timeline_and_the_sound(videos, tmp_path):
 
 def test_no_audio_track_gives_silence_and_a_warning(videos, tmp_path, capsys):
     out = tmp_path / "s.h5"
-    assert compute_audio(videos["silent"], out, "silent", 900.5, 3.0, PARAMS) == 3  # seconds 901, 902, 903
+    params = dataclasses.replace(PARAMS, time_offset=900.5)
+    assert compute_audio(videos["silent"], out, "silent", 3.0, params) == 3  # seconds 901, 902, 903
     assert "no audio track" in capsys.readouterr().err
     with AudioStore(out) as store:
         assert not store.has_audio
@@ -71,11 +75,15 @@ def test_no_audio_track_gives_silence_and_a_warning(videos, tmp_path, capsys):
         np.testing.assert_allclose(windows, math.log(audio_mod.LOG_EPS), rtol=1e-3)
 
 
-def test_window_length_and_params():
+def test_window_length_and_params(videos, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        audio_stage.main(["--video", str(videos["silent"]), "--video-id=silent", "--out", str(tmp_path / "a.h5"),
+                          "--params", json.dumps({**dataclasses.asdict(PARAMS), "sr": 8000})])
+    assert "AudioParams: missing [], unknown ['sr']" in capsys.readouterr().err
     assert audio_mod.frames_per_window(PARAMS) == 98
-    assert audio_mod.frames_per_window({**PARAMS, "window_s": 0.96}) == 94
-    with pytest.raises(ValueError, match="unknown keys"):
-        audio_mod.check_params({"sr": 8000})
+    assert audio_mod.frames_per_window(dataclasses.replace(PARAMS, window_s=0.96)) == 94
+    with pytest.raises(ValueError, match="holds 320 samples at 16000 Hz, fewer than n_fft = 400"):
+        audio_mod.frames_per_window(dataclasses.replace(PARAMS, window_s=0.02))
     samples = np.arange(10, dtype=np.float32)
     np.testing.assert_array_equal(audio_mod.cut_windows(samples, np.array([-2, 8]), 4),
                                   [[0, 0, 0, 1], [8, 9, 0, 0]])

@@ -1,7 +1,9 @@
-"""Probe and frames stage: exact frame counts and times (CFR, VFR, edit lists), resize, JPEG, windows."""
+"""Probe, frames and prepare: exact frame counts and times (CFR, VFR, edit lists), rotation, resize, JPEG,
+windows, and the segment cut."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from fractions import Fraction
@@ -12,14 +14,18 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.ava import prepare
 from pipeline.errors import InputError
 from pipeline.media import frames as frames_mod
 from pipeline.media.ffmpeg import ffmpeg_exe
-from pipeline.media.probe import probe
 from pipeline.media.frames import FrameStore, extract_frames
+from pipeline.media.probe import probe
+from pipeline.params import FramesParams
+from pipeline.stages import frames as frames_stage
+from pipeline.stages import prepare as prepare_stage
 
 OFFSET = 900.0
+#: A frame rate above every test video's: the rate rule keeps every decoded frame.
+EVERY_FRAME = 1000.0
 
 
 def ffmpeg(*args: str) -> None:
@@ -38,7 +44,7 @@ def packet_times(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("videos")
-    v = {name: root / f"{name}.mp4" for name in ("cfr", "noaudio", "vfr", "portrait", "wide", "cut")}
+    v = {name: root / f"{name}.mp4" for name in ("cfr", "noaudio", "vfr", "portrait", "wide", "cut", "rotated")}
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
            "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(v["cfr"]))
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=30", "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p",
@@ -57,11 +63,18 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "6", "-g", "100", "-c:v", "libx264",
            "-pix_fmt", "yuv420p", str(long))
     ffmpeg("-ss", "1.5", "-i", str(long), "-t", "2", "-c", "copy", str(v["cut"]))
+    # 160x120 pictures shown a quarter turn rotated (a phone's portrait video): ffmpeg decodes 120x160 frames.
+    ffmpeg("-display_rotation", "90", "-i", str(v["cfr"]), "-c", "copy", str(v["rotated"]))
     return v
 
 
 VFR_TIMES = np.concatenate([np.arange(50) * 0.04, 2.0 + np.arange(30) * 0.1])
-PARAMS = {"short_side": 120, "fps": None, "window": "all", "jpeg_quality": 95}
+PARAMS = FramesParams(short_side=120, fps=EVERY_FRAME, window="all", jpeg_quality=95, time_offset=OFFSET,
+                      context_s=None)
+
+
+def params(**changes) -> FramesParams:
+    return dataclasses.replace(PARAMS, **changes)
 
 
 def test_probe_counts_decoded_frames(videos):
@@ -79,11 +92,26 @@ def test_probe_counts_decoded_frames(videos):
     assert probe(videos["cut"]).n_frames == np.count_nonzero(packets >= 0) < len(packets)
 
 
+def test_probe_gives_the_size_ffmpeg_decodes_to(videos, tmp_path):
+    rotated = probe(videos["rotated"])
+    assert (rotated.width, rotated.height, rotated.n_frames, rotated.has_audio) == (120, 160, 100, True)
+    portrait = probe(videos["portrait"])
+    assert (portrait.width, portrait.height) == (120, 160)
+    out = tmp_path / "rotated.h5"
+    extract_frames(videos["rotated"], out, "rotated", params(short_side=60))
+    with FrameStore(out) as fs:
+        assert (fs.height, fs.width) == (80, 60)  # portrait, as the probe says
+
+
 def test_probe_names_the_bad_file(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
     with pytest.raises(InputError, match="bad.mp4"):
         probe(bad)
+    sound = tmp_path / "sound.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "1", "-c:a", "aac", str(sound))
+    with pytest.raises(InputError, match="sound.m4a: no video stream"):
+        probe(sound)
     with pytest.raises(InputError, match="no such video"):
         probe(tmp_path / "missing.mp4")
 
@@ -91,7 +119,7 @@ def test_probe_names_the_bad_file(tmp_path):
 @pytest.mark.parametrize("name", ["cfr", "vfr"])
 def test_all_frames_have_the_source_timestamps(videos, tmp_path, name):
     out = tmp_path / f"{name}.h5"
-    n = extract_frames(videos[name], out, name, OFFSET, PARAMS)
+    n = extract_frames(videos[name], out, name, PARAMS)
     source = packet_times(videos[name])
     with FrameStore(out) as fs:
         assert n == len(fs) == len(source) == probe(videos[name]).n_frames
@@ -102,7 +130,7 @@ def test_all_frames_have_the_source_timestamps(videos, tmp_path, name):
 
 def test_frame_rate_keeps_the_first_frame_of_each_slot(videos, tmp_path):
     out = tmp_path / "vfr12.h5"
-    extract_frames(videos["vfr"], out, "vfr", OFFSET, {**PARAMS, "fps": 12.5})
+    extract_frames(videos["vfr"], out, "vfr", params(fps=12.5))
     expected = []
     for t in VFR_TIMES:  # first source frame of each 80 ms slot, at its own time
         if not expected or np.floor(t * 12.5 + 1e-4) > np.floor(expected[-1] * 12.5 + 1e-4):
@@ -116,14 +144,14 @@ def test_frame_rate_keeps_the_first_frame_of_each_slot(videos, tmp_path):
 
 def test_cfr_to_lower_rate_matches_decoded_times(videos, tmp_path):
     out = tmp_path / "cfr12.h5"
-    extract_frames(videos["cfr"], out, "cfr", OFFSET, {**PARAMS, "fps": 12.5})
+    extract_frames(videos["cfr"], out, "cfr", params(fps=12.5))
     with FrameStore(out) as fs:
         np.testing.assert_allclose(fs.t, packet_times(videos["cfr"])[::2] + OFFSET, rtol=0, atol=1e-6)
 
 
 def test_edit_list_cut_times_match_probe(videos, tmp_path):
     out = tmp_path / "cut.h5"
-    extract_frames(videos["cut"], out, "cut", OFFSET, PARAMS)
+    extract_frames(videos["cut"], out, "cut", PARAMS)
     with FrameStore(out) as fs:
         packets = packet_times(videos["cut"])
         assert len(fs) == probe(videos["cut"]).n_frames
@@ -135,7 +163,7 @@ def test_edit_list_cut_times_match_probe(videos, tmp_path):
 ])
 def test_short_side_resize_keeps_aspect_with_even_sizes(videos, tmp_path, name, short_side, size):
     out = tmp_path / "r.h5"
-    extract_frames(videos[name], out, name, OFFSET, {**PARAMS, "short_side": short_side})
+    extract_frames(videos[name], out, name, params(short_side=short_side))
     with FrameStore(out) as fs:
         assert (fs.height, fs.width) == size
         assert fs.read([0]).shape == (1, *size, 3)
@@ -143,7 +171,7 @@ def test_short_side_resize_keeps_aspect_with_even_sizes(videos, tmp_path, name, 
 
 def test_jpeg_round_trip_matches_the_decoded_frames(videos, tmp_path):
     out = tmp_path / "j.h5"
-    extract_frames(videos["cfr"], out, "cfr", OFFSET, {**PARAMS, "short_side": 120})
+    extract_frames(videos["cfr"], out, "cfr", params(short_side=120))
     raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(videos["cfr"]), "-map", "0:v:0",
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
     reference = np.frombuffer(raw, np.uint8).reshape(-1, 120, 160, 3)
@@ -165,10 +193,9 @@ def test_clips_window_keeps_exactly_the_frames_in_the_windows(videos, tmp_path):
     keyframes = tmp_path / "keyframes.csv"
     keyframes.write_text("other,901\nvfr,901\nvfr,0902\nother,904\nvfr,904\n")
     full, clips = tmp_path / "all.h5", tmp_path / "clips.h5"
-    params = {**PARAMS, "fps": 12.5}
-    extract_frames(videos["vfr"], full, "vfr", OFFSET, params, threads=2)
-    extract_frames(videos["vfr"], clips, "vfr", OFFSET, {**params, "window": "clips"},
-                   keyframes=keyframes, context_s=0.3, threads=2)
+    extract_frames(videos["vfr"], full, "vfr", params(fps=12.5), threads=2)
+    extract_frames(videos["vfr"], clips, "vfr", params(fps=12.5, window="clips", context_s=0.3),
+                   keyframes=keyframes, threads=2)
     with FrameStore(full) as fa, FrameStore(clips) as fc:
         inside = np.zeros(len(fa.t), bool)
         for k in (901, 902, 904):
@@ -183,28 +210,38 @@ def test_clips_window_keeps_exactly_the_frames_in_the_windows(videos, tmp_path):
 def test_clips_window_without_keyframes_names_the_file(videos, tmp_path):
     keyframes = tmp_path / "keyframes.csv"
     keyframes.write_text("other,901\n")
+    clips = params(window="clips", context_s=1.0)
     with pytest.raises(InputError, match="keyframes.csv.*no keyframe"):
-        extract_frames(videos["cfr"], tmp_path / "x.h5", "cfr", OFFSET, {**PARAMS, "window": "clips"},
-                       keyframes=keyframes, context_s=1.0)
+        extract_frames(videos["cfr"], tmp_path / "x.h5", "cfr", clips, keyframes=keyframes)
     keyframes.write_text("cfr,901\ncfr,abc\n")
     with pytest.raises(InputError, match="keyframes.csv:2"):
-        extract_frames(videos["cfr"], tmp_path / "x.h5", "cfr", OFFSET, {**PARAMS, "window": "clips"},
-                       keyframes=keyframes, context_s=1.0)
+        extract_frames(videos["cfr"], tmp_path / "x.h5", "cfr", clips, keyframes=keyframes)
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_bad_params_are_rejected():
-    with pytest.raises(ValueError, match="unknown keys"):
-        frames_mod.check_params({"short_sid": 3})
-    with pytest.raises(ValueError, match="window"):
-        frames_mod.check_params({"window": "some"})
+def test_bad_params_are_rejected(videos, tmp_path, capsys):
+    args = ["--video", str(videos["cfr"]), "--video-id", "cfr", "--out", str(tmp_path / "x.h5")]
+    good = json.loads(json.dumps(dataclasses.asdict(PARAMS)))
+    for bad, message in [({**good, "short_sid": 3}, "unknown ['short_sid']"),
+                         ({k: v for k, v in good.items() if k != "window"}, "missing ['window']"),
+                         ({**good, "short_side": "big"}, "FramesParams.short_side: expected int")]:
+        with pytest.raises(SystemExit):
+            frames_stage.main([*args, "--params", json.dumps(bad)])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # window clips without --keyframes
+        frames_stage.main([*args, "--params", json.dumps({**good, "window": "clips", "context_s": 1.0})])
+    assert "--keyframes goes with window clips" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="keyframes"):
+        extract_frames(videos["cfr"], tmp_path / "x.h5", "cfr", PARAMS, keyframes=tmp_path / "k.csv")
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_store_nearest_and_clip(videos, tmp_path):
     out = tmp_path / "c.h5"
-    assert frames_mod.main(["--video", str(videos["cfr"]), "--video-id", "cfr", "--time-offset", "900",
-                            "--out", str(out), "--params", '{"short_side": 60, "fps": 5, "window": "all"}',
-                            "--threads", "2"]) == 0
+    stage_params = {"short_side": 60, "fps": 5, "window": "all", "jpeg_quality": 90, "time_offset": 900,
+                    "context_s": None}
+    assert frames_stage.main(["--video", str(videos["cfr"]), "--video-id=cfr", "--out", str(out),
+                              "--params", json.dumps(stage_params), "--threads", "2"]) == 0
     with FrameStore(out) as fs:
         np.testing.assert_allclose(fs.t, OFFSET + np.arange(20) * 0.2, atol=1e-6)
         np.testing.assert_array_equal(fs.nearest(np.array([899.0, 900.09, 900.11, 902.0, 999.0])), [0, 0, 1, 10, 19])
@@ -216,18 +253,21 @@ def test_store_nearest_and_clip(videos, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# pipeline.ava.prepare: cutting the annotated segment out of a movie, checking the frame count
+# The prepare stage (pipeline.media.segment): cutting the annotated segment out of a movie, checking the frame count
 
 
 def test_prepare_cuts_the_segment_and_names_videos_that_fail(videos, tmp_path):
     movie = tmp_path / "movie.mp4"  # NTSC rate: the first frame at or after 2 s is at 2.002 s
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=30000/1001", "-f", "lavfi", "-i", "sine", "-t", "6",
            "-g", "250", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(movie))
-    out_dir, report = tmp_path / "cut", tmp_path / "report.json"
-    code = prepare.main(["--video", str(movie), "--video", str(videos["vfr"]), "--video", str(videos["noaudio"]),
-                         "--out-dir", str(out_dir), "--report", str(report), "--start", "2", "--duration", "2.5"])
-    assert code == 1  # noaudio.mp4 lasts 3 s: it cannot cover [2, 4.5)
-    rows = {row["video_id"]: row for row in json.loads(report.read_text())["videos"]}
+    out_dir = tmp_path / "cut"
+    rows, codes = {}, {}
+    for source in (movie, videos["vfr"], videos["noaudio"]):
+        report = out_dir / f"{source.stem}.json"
+        codes[source.stem] = prepare_stage.main(["--video", str(source), "--out", str(out_dir / f"{source.stem}.mp4"),
+                                                 "--report", str(report), "--params", '{"start": 2, "duration": 2.5}'])
+        (rows[source.stem],) = json.loads(report.read_text())["videos"]
+    assert codes == {"movie": 0, "vfr": 0, "noaudio": 1}  # noaudio.mp4 lasts 3 s: it cannot cover [2, 4.5)
     assert rows["movie"]["ok"] and rows["vfr"]["ok"] and not rows["noaudio"]["ok"]
     assert "does not cover" in rows["noaudio"]["problem"]
     cut = probe(out_dir / "movie.mp4")
@@ -241,7 +281,7 @@ def test_prepare_cuts_the_segment_and_names_videos_that_fail(videos, tmp_path):
 
 def _frames_of(video: Path, tmp_path: Path) -> Path:
     out = tmp_path / f"{video.stem}.frames.h5"
-    extract_frames(video, out, video.stem, OFFSET, PARAMS)
+    extract_frames(video, out, video.stem, PARAMS)
     return out
 
 
@@ -249,5 +289,5 @@ def test_stored_rate_leaves_out_window_gaps_and_caps_at_the_request():
     grid = np.arange(10) * 0.08
     assert frames_mod.stored_rate(np.concatenate([grid, 5 + grid]), 12.5) == 12.5
     assert frames_mod.stored_rate(np.arange(10) * 0.2, 12.5) == 5.0  # a 5 fps source keeps its rate
-    assert frames_mod.stored_rate(np.arange(10) / 30, None) == 30.0
+    assert frames_mod.stored_rate(np.arange(10) / 30, EVERY_FRAME) == 30.0
     assert frames_mod.stored_rate(np.array([1.0]), 12.5) == 0.0

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.models.atr import AtrHead, outside_mask
 from pipeline.models.registry import AUDIO_ARCHS, VIDEO_ARCHS, build_backbone, build_head, modality_channels
-from pipeline.models.roi_head import ActionDetector, KeyframePooling, LinearHead, RoiFeatures
+from pipeline.models.roi_head import ActionClassifier, KeyframePooling, LinearHead, RoiFeatures
 
 torch.set_num_threads(1)
 
@@ -196,7 +196,7 @@ def test_vgg16_weights_from_local_file_sum_the_rgb_filters(tmp_path):
 
 def test_audio_detector_gives_every_box_of_a_keyframe_its_window_feature():
     torch.manual_seed(0)
-    model = ActionDetector(build_backbone("vgg_tiny", "audio"), num_classes=4, roi_size=7).eval()
+    model = ActionClassifier(build_backbone("vgg_tiny", "audio"), num_classes=4, roi_size=7).eval()
     assert isinstance(model.roi, KeyframePooling)
     windows = torch.randn(2, 1, 1, 64, 98)
     rois = torch.tensor([[0, 1, 2, 30, 40], [0, 50, 2, 90, 60], [1, 5, 5, 10, 10]], dtype=torch.float32)
@@ -257,7 +257,7 @@ def test_roi_feature_is_larger_over_a_bright_patch():
                                              ("i3d_r50_nl", (3, 4)), ("p3d_199", (3, 4))])
 def test_action_detector_logits_and_features(arch, context_hw):
     torch.manual_seed(0)
-    model = ActionDetector(build_backbone(arch, "rgb"), num_classes=5, roi_size=4).eval()
+    model = ActionClassifier(build_backbone(arch, "rgb"), num_classes=5, roi_size=4).eval()
     clips = torch.randn(2, 3, 4, 48, 64)
     rois = torch.tensor([[0, 0, 0, 32, 48], [1, 10, 5, 60, 40], [1, 0, 0, 64, 48]], dtype=torch.float32)
     with torch.no_grad():

@@ -22,7 +22,7 @@ import yaml
 
 from pipeline.ava import formats
 from pipeline.config import model_backbones
-from pipeline.dataset import read_keyframes, read_manifest
+from pipeline.data.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -47,9 +47,9 @@ def tiny_config(data_dir: Path) -> dict:
     return config
 
 
-def snakemake(workdir: Path, *args: str) -> str:
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> str:
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(workdir / config), "--cores", "2", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if done.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "results" / "logs").rglob("*.log")))
@@ -110,7 +110,7 @@ def test_media_artifacts(run):
 def test_detection_artifacts(run):
     for split in ("train", "val"):
         boxes = formats.read_boxes(run / f"results/detect/{split}.boxes.csv")
-        keyframes = read_keyframes(run / f"results/dataset/{split}.keyframes.csv")
+        keyframes = formats.read_keyframes(run / f"results/dataset/{split}.keyframes.csv")
         assert set(zip(boxes.video_id.tolist(), boxes.timestamp.tolist())) <= set(
             zip(keyframes.video_id.tolist(), keyframes.timestamp.tolist()))
         metrics = json.loads((run / f"results/detect/{split}.metrics.json").read_text())
@@ -157,6 +157,20 @@ def test_second_run_has_nothing_to_do_and_a_flow_change_reruns_only_flow_and_aft
     n_videos = len(read_manifest(run / "results/dataset/manifest.parquet"))
     assert jobs.get("flow") == n_videos
     assert jobs.get("finetune") == 1  # the flow backbone only
-    assert not {"dataset", "frames", "audio", "detector_train", "detect", "baseline_prior"} & set(jobs)
+    assert not {"dataset", "frames", "audio", "detector_train", "detect", "baseline"} & set(jobs)
     flow_models = [m for m, spec in config["models"].items() if "flow_r3d" in model_backbones(spec)]
     assert jobs.get("head") == len(flow_models) and jobs.get("predict") == len(flow_models)
+
+
+def test_a_users_configfile_replaces_the_demos_and_runs_only_its_models(run):
+    # A config with one model and no fusion: nothing of the demo's other models or fusions is planned.
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["models"] = {"rgb": config["models"]["rgb"]}
+    config["fusions"] = {}
+    config["results"] = "results_small"
+    (run / "small.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(run, "-n", config="small.yaml"))
+    assert jobs["head"] == 1 and jobs["predict"] == 1
+    assert "fuse" not in jobs
+    assert jobs["evaluate"] == 2                       # rgb and the class-prior baseline, on val
+    assert jobs["finetune"] == 1                       # only the backbone that rgb reads

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 
-from pipeline import report
 from pipeline.ava import formats
+from pipeline.params import BackboneParams, FusionParams, ModelParams, ReportParams, TrainSettings, to_json
+from pipeline.stages import report
 
 LABELS = formats.LabelMap(ids=(12, 79), names=("stand", "talk to"), label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
-PARAMS = {
-    "baseline": "baseline-prior", "eval_splits": ["val"],
-    "backbones": {"b": {"arch": "r3d_tiny", "modality": "rgb", "clip_frames": 8, "input_size": 112}},
-    "models": {"rgb": {"backbone": "b", "head": "linear"}},
-    "fusions": {"mean": {"models": ["rgb", "flow"], "strategy": "mean_prob"}},
-}
+TRAIN = TrainSettings(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw")
+PARAMS = ReportParams(
+    baseline="baseline-prior", eval_splits=["val"],
+    backbones={"b": BackboneParams(arch="r3d_tiny", modality="rgb", clip_frames=8, clip_stride=1, input_size=112,
+                                   roi_size=7, roi_pool="max", weights=None, finetune=TRAIN, seed=0,
+                                   train_box_iou=0.5)},
+    models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TRAIN, seed=0)},
+    fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob")},
+)
 
 
 def evaluation(m: float) -> dict:
@@ -36,12 +40,12 @@ def test_report_tables_and_figures(tmp_path):
     pbtxt = tmp_path / "labels.pbtxt"
     formats.write_label_map(pbtxt, LABELS)
     assert report.main(["--evaluations", *paths, "--detect-metrics", str(metrics), "--label-map", str(pbtxt),
-                        "--out-dir", str(out), "--params", json.dumps(PARAMS)]) == 0
+                        "--out", str(out / "index.md"), "--params", to_json(PARAMS)]) == 0
     index = (out / "index.md").read_text()
     assert "| rgb | rgb | r3d_tiny, linear head | 60.00 | +40.00 |" in index
     assert "| fusion-mean | rgb + flow | fusion: mean_prob | 70.00 | +50.00 |" in index
     assert "| val | 95.00 | 80.00 | 90.00 |" in index
     assert "| 79 | talk to | 4 | 50.00 | 60.00 | 10.00 |" in index
     assert "| rgb | (3, 8, 112, 112) | rgb | r3d_tiny, linear head | 60.00 |" in (out / "table1.md").read_text()
-    for png in ("ap_per_class_val.png", "pr_fusion-mean_val.png"):
+    for png in ("ap_per_class_val.png", "pr_best_val.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.features import Features
+from pipeline.feature_store import Features
+from pipeline.heads import head_logits
 from pipeline.models.atr import outside_mask
-from pipeline.train.head import head_logits, train_head
+from pipeline.params import ModelParams, TrainSettings
+from pipeline.stages.head import train_head
 
 torch.set_num_threads(1)
 
@@ -41,7 +43,9 @@ def toy_features(n_rows: int, roi_signal: bool, context_signal: bool, seed: int 
     )
 
 
-PARAMS = {"train": {"epochs": 30, "lr": 0.01, "batch_size": 32, "weight_decay": 0.0}, "seed": 0}
+def params(head: str, epochs: int = 30) -> ModelParams:
+    return ModelParams(backbones=["toy"], combine="concat", head=head, seed=0,
+                       train=TrainSettings(epochs=epochs, lr=0.01, batch_size=32, weight_decay=0.0, optimizer="adamw"))
 
 
 def accuracy(head, features: Features, column: int) -> float:
@@ -53,7 +57,7 @@ def accuracy(head, features: Features, column: int) -> float:
 def test_linear_head_loss_decreases_and_it_learns():
     train, test = toy_features(256, True, False), toy_features(128, True, False, seed=1)
     log = []
-    head = train_head(train, {**PARAMS, "head": "linear"}, log)
+    head = train_head(train, params("linear"), log)
     assert [row["epoch"] for row in log] == list(range(1, 31))
     assert log[-1]["loss"] < 0.75 * log[0]["loss"]
     assert accuracy(head, test, 0) > 0.95
@@ -61,12 +65,11 @@ def test_linear_head_loss_decreases_and_it_learns():
 
 def test_atr_head_learns_from_outside_the_box_only():
     train, test = toy_features(384, False, True), toy_features(128, False, True, seed=1)
-    params = {**PARAMS, "train": {**PARAMS["train"], "epochs": 40}}
     log = []
-    atr = train_head(train, {**params, "head": "atr"}, log)
+    atr = train_head(train, params("atr", epochs=40), log)
     assert log[-1]["loss"] < 0.75 * log[0]["loss"]
     assert accuracy(atr, test, 1) > 0.9
-    linear = train_head(train, {**params, "head": "linear"})
+    linear = train_head(train, params("linear", epochs=40))
     assert accuracy(linear, test, 1) < 0.7              # the ROI feature holds nothing of it
 
 
@@ -75,7 +78,7 @@ def test_only_train_mask_rows_are_used():
     features.train_mask[:] = False
     features.train_mask[:8] = True
     features.label[8:] = 1 - features.label[8:]           # would be contradicting if they were used
-    head = train_head(features, {**PARAMS, "head": "linear", "train": {**PARAMS["train"], "epochs": 60}})
+    head = train_head(features, params("linear", epochs=60))
     with torch.no_grad():
         logits = head_logits(head, features, np.arange(8)).numpy()
     assert ((logits[:, 0] > 0) == features.label[:8, 0].astype(bool)).mean() >= 0.85

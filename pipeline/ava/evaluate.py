@@ -23,9 +23,7 @@ equally close to two different boxes) replay that heap in Python; the per-class 
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from operator import itemgetter
@@ -38,7 +36,6 @@ import pyarrow.compute as pc
 
 from pipeline.ava.boxes import pairwise_iou
 from pipeline.ava.formats import AvaRows, LabelMap, read_detections, read_excluded, read_ground_truth, read_label_map
-from pipeline.store import provenance, write_json
 
 VARIANTS = ("2019", "2020")
 JSON_PR_POINTS = 200
@@ -286,10 +283,16 @@ def _match(det_group: np.ndarray, det_box: np.ndarray, det_rank: np.ndarray,
 # --------------------------------------------------------------------------------------------- AP
 
 def precision_recall(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
-    """float64 [N] precision and recall along ``np.argsort(scores)[::-1]`` (the official ranking)."""
-    order = np.argsort(scores.astype(np.float64))[::-1]
-    cum_tp = np.cumsum(tp[order].astype(np.int64))
-    cum_fp = np.cumsum(1 - tp[order].astype(np.int64))
+    """float64 [N] precision and recall of detections ([N] scores, [N] bool true-positive flags) over ``n_gt``
+    boxes, along ``np.argsort(scores)[::-1]`` (the official ranking: equal scores in its order)."""
+    return ranked_precision_recall(tp[np.argsort(scores.astype(np.float64))[::-1]], n_gt)
+
+
+def ranked_precision_recall(hits: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 [N] precision and recall after each of the ranked detections ([N] bool true-positive flags,
+    best first) over ``n_gt`` boxes: true positives so far / detections so far, true positives so far / n_gt."""
+    cum_tp = np.cumsum(hits.astype(np.int64))
+    cum_fp = np.cumsum(1 - hits.astype(np.int64))
     return cum_tp.astype(float) / (cum_tp + cum_fp), cum_tp.astype(float) / n_gt
 
 
@@ -403,50 +406,3 @@ def evaluate_files(label_map: str | Path | LabelMap, ground_truth: str | Path, d
     return evaluate(read_ground_truth(ground_truth, full_precision=True),
                     read_detections(detections, full_precision=True), label_map,
                     read_excluded(excluded) if excluded is not None else None, **kw)
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-def _capacity(text: str) -> int | None:
-    if text.lower() == "none":
-        return None
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("capacity must be >= 1 or 'none'")
-    return value
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.ava.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("-l", "--labelmap", required=True, help="label map (pbtxt)")
-    parser.add_argument("-g", "--groundtruth", required=True, help="ground-truth CSV")
-    parser.add_argument("-d", "--detections", required=True, help="detections CSV")
-    parser.add_argument("-e", "--exclusions", help="excluded keyframes CSV (2019 form only)")
-    parser.add_argument("--capacity", type=_capacity, default=50, help="detection rows kept per keyframe, or none")
-    parser.add_argument("--variant", choices=VARIANTS, default="2019")
-    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of a match")
-    parser.add_argument("--json", help="write the full result here")
-    args = parser.parse_args(argv)
-    exclusions = args.exclusions
-    if args.variant == "2020" and exclusions is not None:
-        print(f"the 2020 form has no exclusions: {exclusions} is not used", file=sys.stderr)
-        exclusions = None
-    label_map = read_label_map(args.labelmap)
-    result = evaluate_files(label_map, args.groundtruth, args.detections, exclusions,
-                            capacity=args.capacity, variant=args.variant, iou_threshold=args.iou)
-    for action_id, ap in result.per_class.items():
-        shown = "   n/a" if ap is None else f"{100 * ap:6.2f}"
-        print(f"AP {action_id:>4} {shown}  gt {result.n_gt[action_id]:>7}  det {result.n_det[action_id]:>8}  "
-              f"{label_map.name(action_id)}", file=sys.stderr)
-    for label_type, value in result.per_type.items():
-        print(f"mAP {label_type}: {100 * value:.2f}", file=sys.stderr)
-    print(f"mAP@{args.iou}IOU: {result.mAP:.6f}")
-    if args.json:
-        params = {"labelmap": args.labelmap, "groundtruth": args.groundtruth, "detections": args.detections,
-                  "exclusions": exclusions, "capacity": args.capacity, "variant": args.variant, "iou": args.iou}
-        write_json(args.json, {**result.to_json(label_map), "provenance": provenance("evaluate", params)})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -409,10 +409,24 @@ def read_boxes(path: str | Path, *, full_precision: bool = False) -> AvaRows:
     return _read_rows(path, _BOXES, full_precision)
 
 
-def read_excluded(path: str | Path) -> set[tuple[str, int]]:
-    """Excluded keyframes: a set of (video_id, timestamp) from ``video_id,timestamp`` rows."""
+def keyframe_rows(video_ids: Iterable[str], timestamps: Iterable[int]) -> AvaRows:
+    """Keyframes as AvaRows [K]: zero boxes, no action, score 1."""
+    video_ids, timestamps = list(video_ids), list(timestamps)
+    n = len(timestamps)
+    return AvaRows(video_id=np.asarray(video_ids, dtype=str), timestamp=np.asarray(timestamps, dtype=np.int64),
+                   box=np.zeros((n, 4), np.float32))
+
+
+def read_keyframes(path: str | Path) -> AvaRows:
+    """Keyframes of ``video_id,timestamp`` rows (keyframe lists, excluded timestamps), in file order.
+
+    Returns AvaRows [K] with zero boxes (:func:`keyframe_rows`); a row without exactly two fields, an
+    empty video id or a timestamp that is not a non-negative integer is an :class:`InputError`
+    naming its line.
+    """
     path = Path(path)
-    rows: set[tuple[str, int]] = set()
+    video_ids: list[str] = []
+    timestamps: list[int] = []
     with open(path, newline="") as f:
         reader = csv.reader(f)
         for row in reader:
@@ -424,78 +438,79 @@ def read_excluded(path: str | Path) -> set[tuple[str, int]]:
                 problem = _check_field(_GT, col, value)
                 if problem is not None:
                     raise InputError(path, problem, reader.line_num)
-            rows.add((row[0], int(row[1])))
-    return rows
+            video_ids.append(row[0])
+            timestamps.append(int(row[1]))
+    return keyframe_rows(video_ids, timestamps)
+
+
+def read_excluded(path: str | Path) -> set[tuple[str, int]]:
+    """Excluded keyframes: the set of (video_id, timestamp) of a :func:`read_keyframes` file."""
+    rows = read_keyframes(path)
+    return set(zip(rows.video_id.tolist(), rows.timestamp.tolist()))
 
 
 # --------------------------------------------------------------------------------------------- writing
 
+_CSV_OPTIONS = pcsv.WriteOptions(include_header=False, quoting_style="none")
+
+
 def _timestamp_text(timestamp: np.ndarray) -> pa.Array:
-    """Timestamps as AVA writes them: at least 4 digits, zero-padded ('0902')."""
+    """Timestamps ([N] non-negative int) as AVA writes them: at least 4 digits, zero-padded ('0902')."""
     return pc.utf8_lpad(pc.cast(pa.array(timestamp, pa.int64()), pa.string()), 4, "0")
 
 
-def _shortest_text(values: np.ndarray) -> pa.Array:
-    """Shortest decimal text that reads back to the same float32 / float64 value."""
-    return pc.cast(pa.array(values), pa.string())
+def _three_decimals(values: np.ndarray) -> pa.Array:
+    """[N] floats as text with 3 decimals ('0.500'), as AVA's ground-truth files."""
+    return pa.array([f"{v:.3f}" for v in values.tolist()], pa.string())
 
 
 def _write_columns(path: str | Path, columns: list[pa.Array]) -> None:
-    """Write rows of comma-joined string columns (null fields empty), atomically, no header, no quoting."""
-    lines = pc.binary_join_element_wise(*columns, ",", null_handling="replace", null_replacement="")
-    lines = pc.binary_join_element_wise(lines, "", "\n")  # each row + "\n" + ""
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    text = lines.buffers()[2]
+    """Write the columns as CSV rows with pyarrow's CSV writer, atomically: no header, no quoting,
+    newline line ends, null fields empty. Floats are written as their shortest text that reads back to the same
+    float32 / float64 value, integers in decimal; columns whose AVA text differs are given as strings."""
+    table = pa.table({f"f{i}": column for i, column in enumerate(columns)})
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            if len(lines):
-                f.write(memoryview(text)[offsets[0]:offsets[-1]])  # the rows, end to end
+        pcsv.write_csv(table, tmp, _CSV_OPTIONS)
 
 
-def _check_video_ids(rows: AvaRows) -> None:
-    bad = [v for v in np.unique(rows.video_id).tolist() if not v or re.search(r'[,"\s]', v)]
+def _check_video_ids(video_ids: np.ndarray) -> None:
+    """ValueError when a video id ([N] str) is empty or holds a comma, a quote or white space."""
+    bad = [v for v in np.unique(video_ids).tolist() if not v or re.search(r'[,"\s]', v)]
     if bad:
         raise ValueError(f"video ids that a CSV cannot hold unquoted: {bad[:5]}")
 
 
-def _box_columns(box: np.ndarray, fmt: Callable[[np.ndarray], pa.Array]) -> list[pa.Array]:
-    return [fmt(np.ascontiguousarray(box[:, i])) for i in range(4)]
+def _key_columns(rows: AvaRows) -> list[pa.Array]:
+    """The video_id and 4-digit timestamp columns of ``rows`` (its video ids checked)."""
+    _check_video_ids(rows.video_id)
+    return [pa.array(rows.video_id, pa.string()), _timestamp_text(rows.timestamp)]
 
 
-def _three_decimals(values: np.ndarray) -> pa.Array:
-    return pa.array([f"{v:.3f}" for v in values.tolist()], pa.string())
+def _box_columns(box: np.ndarray) -> list[pa.Array]:
+    """x1, y1, x2, y2 columns of boxes [N, 4], in their own float type."""
+    return [pa.array(np.ascontiguousarray(box[:, i])) for i in range(4)]
 
 
 def write_ground_truth(path: str | Path, rows: AvaRows) -> None:
     """``video_id,timestamp,x1,y1,x2,y2,action_id,person_id`` with 3-decimal boxes, as AVA's files."""
-    _check_video_ids(rows)
-    _write_columns(path, [pa.array(rows.video_id, pa.string()), _timestamp_text(rows.timestamp),
-                          *_box_columns(rows.box, _three_decimals),
-                          pc.cast(pa.array(rows.action_id), pa.string()),
-                          pc.cast(pa.array(rows.person_id), pa.string())])
+    _write_columns(path, [*_key_columns(rows), *(_three_decimals(rows.box[:, i]) for i in range(4)),
+                          pa.array(rows.action_id), pa.array(rows.person_id)])
 
 
 def write_detections(path: str | Path, rows: AvaRows) -> None:
     """``video_id,timestamp,x1,y1,x2,y2,action_id,score``; boxes and scores read back exactly."""
-    _check_video_ids(rows)
-    _write_columns(path, [pa.array(rows.video_id, pa.string()), _timestamp_text(rows.timestamp),
-                          *_box_columns(rows.box, _shortest_text),
-                          pc.cast(pa.array(rows.action_id), pa.string()), _shortest_text(rows.score)])
+    _write_columns(path, [*_key_columns(rows), *_box_columns(rows.box), pa.array(rows.action_id),
+                          pa.array(rows.score)])
 
 
 def write_boxes(path: str | Path, rows: AvaRows) -> None:
     """``video_id,timestamp,x1,y1,x2,y2,,score`` (the action column holds the id where one is set)."""
-    _check_video_ids(rows)
     action = pa.array(np.where(rows.action_id >= 0, rows.action_id, 0), pa.int64(), mask=rows.action_id < 0)
-    _write_columns(path, [pa.array(rows.video_id, pa.string()), _timestamp_text(rows.timestamp),
-                          *_box_columns(rows.box, _shortest_text),
-                          pc.cast(action, pa.string()), _shortest_text(rows.score)])
+    _write_columns(path, [*_key_columns(rows), *_box_columns(rows.box), action, pa.array(rows.score)])
 
 
-def write_excluded(path: str | Path, keys: Iterable[tuple[str, int]]) -> None:
-    """``video_id,timestamp`` rows (4-digit timestamps), in the given order."""
-    lines = [f"{video_id},{int(timestamp):04d}\n" for video_id, timestamp in keys]
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(lines))
+def write_keyframes(path: str | Path, keys: Iterable[tuple[str, int]]) -> None:
+    """``video_id,timestamp`` rows (4-digit timestamps, as AVA's files), in the given order."""
+    keys = list(keys)
+    rows = keyframe_rows([k[0] for k in keys], [int(k[1]) for k in keys])
+    _write_columns(path, _key_columns(rows))

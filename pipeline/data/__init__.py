@@ -1,1 +1,1 @@
-"""Model inputs: clips around keyframes from the frame and flow stores, and training datasets."""
+"""Data: the dataset's manifest and video lists, and model inputs: clips around keyframes from the stores."""

@@ -21,9 +21,8 @@ import torch
 
 from pipeline.ava.formats import AvaRows
 from pipeline.detect.boxes import keyframe_groups
-from pipeline.media.audio import AudioStore
-from pipeline.media.flow import FlowStore
-from pipeline.media.frames import FrameStore
+from pipeline.media.stores import Store, open_store
+from pipeline.params import BackboneParams
 
 RGB_MEAN = np.array([0.43216, 0.394666, 0.37645], dtype=np.float32)
 RGB_STD = np.array([0.22803, 0.22145, 0.216989], dtype=np.float32)
@@ -39,11 +38,10 @@ class ClipSpec:
     input_size: int      # short side, pixels
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ClipSpec":
-        if params["modality"] == "audio":
+    def from_params(cls, params: BackboneParams) -> "ClipSpec":
+        if params.modality == "audio":
             return cls("audio", 1, 1, 0)
-        return cls(params["modality"], int(params["clip_frames"]), int(params["clip_stride"]),
-                   int(params["input_size"]))
+        return cls(params.modality, params.clip_frames, params.clip_stride, params.input_size)
 
     @property
     def is_flow(self) -> bool:
@@ -52,16 +50,6 @@ class ClipSpec:
     @property
     def is_audio(self) -> bool:
         return self.modality == "audio"
-
-
-Store = FrameStore | FlowStore | AudioStore
-
-
-def open_store(path: str | Path, spec: ClipSpec) -> Store:
-    """The store of ``spec.modality`` at ``path`` (use as a context manager)."""
-    if spec.is_audio:
-        return AudioStore(path)
-    return FlowStore(path) if spec.is_flow else FrameStore(path)
 
 
 def input_shape(height: int, width: int, input_size: int) -> tuple[int, int]:
@@ -154,7 +142,7 @@ class KeyframeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         kf = self.keyframes[i]
-        with open_store(self.stores[kf.video_id], self.spec) as store:
+        with open_store(self.stores[kf.video_id], self.spec.modality) as store:
             clip = load_clip(store, float(kf.timestamp), self.spec)
         boxes = kf.boxes
         if self.flip and self.rng.random() < 0.5:

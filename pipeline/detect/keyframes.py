@@ -1,10 +1,11 @@
-"""Keyframe images for the detector, read from the per-video frame stores (``results/frames``)."""
+"""Keyframe images for the detector, read from the per-video frame stores (``results/frames/{video}.h5``)."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
 from types import TracebackType
+from typing import Iterable
 
 import numpy as np
 
@@ -14,14 +15,25 @@ from pipeline.media.frames import FrameStore
 MAX_GAP_S = 0.5   # farthest a stored frame may be from the keyframe it stands for
 
 
+def stores_by_video(frame_files: Iterable[str | Path]) -> dict[str, Path]:
+    """The frame store of each video among ``frame_files``, the video id being the file's stem
+    (``results/frames/{video}.h5``); two files of one video are a ValueError."""
+    paths: dict[str, Path] = {}
+    for path in map(Path, frame_files):
+        if path.stem in paths:
+            raise ValueError(f"two frame stores for video {path.stem!r}: {paths[path.stem]} and {path}")
+        paths[path.stem] = path
+    return paths
+
+
 class KeyframeImages:
-    """The stored frame nearest each keyframe, for any video of ``frames_dir``.
+    """The stored frame nearest each keyframe, for any video of ``frame_files`` (video id = file stem).
 
     Use as a context manager; the stores of the videos asked for stay open until it exits.
     """
 
-    def __init__(self, frames_dir: str | Path):
-        self.frames_dir = Path(frames_dir)
+    def __init__(self, frame_files: Iterable[str | Path]):
+        self.paths = stores_by_video(frame_files)
         self._stores: dict[str, FrameStore] = {}
         self._stack = contextlib.ExitStack()
 
@@ -34,9 +46,12 @@ class KeyframeImages:
         self._stores.clear()
 
     def store(self, video_id: str) -> FrameStore:
-        """The open frame store of ``video_id``; a missing file is an :class:`InputError`."""
+        """The open frame store of ``video_id``; a video without a store, or a missing file, is an InputError."""
         if video_id not in self._stores:
-            path = self.frames_dir / f"{video_id}.h5"
+            if video_id not in self.paths:
+                raise InputError(f"{video_id}.h5", f"no frame store for video {video_id!r} among the "
+                                                   f"{len(self.paths)} given")
+            path = self.paths[video_id]
             if not path.exists():
                 raise InputError(path, f"no frame store for video {video_id!r}")
             self._stores[video_id] = self._stack.enter_context(FrameStore(path))

@@ -4,7 +4,8 @@ Matching follows the AVA/PASCAL evaluator, per keyframe: detections in descendin
 take the ground-truth box they overlap most; a detection is a true positive when that IoU
 reaches the threshold and the box was not taken by a higher-scoring detection. Since matching
 runs in descending score, the detections above any score threshold are matched exactly as they
-would be alone, so one matching gives both the thresholded figures and the AP.
+would be alone, so one matching gives both the thresholded figures and the AP. The AP is the
+evaluator's VOC all-points AP (:func:`pipeline.ava.evaluate.average_precision`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pipeline.ava.boxes import iou_matrix
+from pipeline.ava.evaluate import average_precision, ranked_precision_recall
 from pipeline.ava.formats import AvaRows
 from pipeline.detect.boxes import KeyframeKey, distinct_persons, keyframe_groups
 
@@ -37,20 +39,16 @@ def match_keyframe(gt_boxes: np.ndarray, det_boxes: np.ndarray, det_scores: np.n
     return tp
 
 
-def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
-    """PASCAL VOC all-points AP of detections ([D] scores, [D] true-positive flags) over n_gt boxes."""
+def detector_ap(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
+    """VOC all-points AP of detections ([D] scores, [D] bool true-positive flags) over ``n_gt`` > 0 boxes.
+
+    The evaluator's AP (:func:`pipeline.ava.evaluate.average_precision`); detections are ranked by descending
+    score, equal scores in the order given (a stable sort), as this module always ranked them.
+    """
     if n_gt == 0:
         raise ValueError("AP is undefined without ground truth")
-    order = np.argsort(-scores, kind="stable")
-    hits = tp[order].astype(np.float64)
-    cum_tp = np.cumsum(hits)
-    precision = cum_tp / np.arange(1, len(hits) + 1)
-    recall = cum_tp / n_gt
-    precision = np.concatenate([[0.0], precision, [0.0]])
-    recall = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[steps] - recall[steps - 1]) * envelope[steps]))
+    precision, recall = ranked_precision_recall(tp[np.argsort(-scores, kind="stable")], n_gt)
+    return average_precision(precision, recall)
 
 
 def _on_keyframes(rows: AvaRows, keyframes: set[KeyframeKey]) -> AvaRows:
@@ -95,7 +93,7 @@ def detector_metrics(detections: AvaRows, keyframes: Iterable[KeyframeKey],
         "n_detections_on_keyframes_without_gt": int((on_empty & above).sum()),
         "recall": n_tp / len(gt) if len(gt) else None,
         "precision": n_tp / int(above.sum()) if above.any() else None,
-        "ap50": average_precision(dets.score, tp, len(gt)) if len(gt) else None,
+        "ap50": detector_ap(dets.score, tp, len(gt)) if len(gt) else None,
     })
     if not len(gt):
         out["note"] = "no ground-truth person on these keyframes: recall and AP undefined"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn_v2
@@ -33,6 +34,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pipeline.errors import InputError
+from pipeline.params import DetectorParams
 
 ARCHS = ("resnet50_fpn", "resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn")
 NUM_CLASSES = 2                      # background, person
@@ -55,25 +57,35 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(GROUP_NORM_GROUPS, num_channels)
 
 
-def build_detector(params: Mapping[str, Any], pretrained: bool) -> FasterRCNN:
-    """Faster R-CNN FPN for ``params['arch']``, with a 2-class (background, person) box predictor.
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] RGB -> float32 [3, H, W] in [0, 1], the detector's input."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
-    ``params`` is the ``detect`` config section: ``arch``, ``min_size`` (image short side),
-    ``nms_iou`` and ``max_per_keyframe`` are used here. ``pretrained`` says whether the weights
-    will come from a COCO checkpoint; for torchvision's architectures it selects their layout for
-    pretrained networks (frozen batch norm, stem and first stage frozen) or the one for training
-    from scratch (every layer trains), with the same state-dict keys. The detector keeps boxes down to :data:`INTERNAL_SCORE_THRESHOLD`; the operating threshold is
-    applied by its callers.
+
+def max_image_size(params: DetectorParams) -> int:
+    """The image long-side cap: ``max_size``, or torchvision's ratio 1333 / 800 of ``min_size`` where it is None."""
+    return params.max_size if params.max_size is not None else int(round(params.min_size * MAX_TO_MIN_SIZE))
+
+
+def build_detector(params: DetectorParams, pretrained: bool) -> FasterRCNN:
+    """Faster R-CNN FPN for ``params.arch``, with a 2-class (background, person) box predictor.
+
+    ``arch``, ``min_size`` (image short side), ``max_size``, ``nms_iou`` and ``max_per_keyframe`` are
+    used here. ``pretrained`` says whether the weights will come from a COCO checkpoint; for
+    torchvision's architectures it selects their layout for pretrained networks (frozen batch norm,
+    stem and first stage frozen) or the one for training from scratch (every layer trains), with the
+    same state-dict keys. The detector keeps boxes down to :data:`INTERNAL_SCORE_THRESHOLD`; the
+    operating threshold is applied by its callers.
     """
-    arch = params["arch"]
-    min_size = int(params["min_size"])
+    arch = params.arch
+    min_size = params.min_size
     common: dict[str, Any] = dict(
         num_classes=NUM_CLASSES,
         min_size=min_size,
-        max_size=int(round(min_size * MAX_TO_MIN_SIZE)),
+        max_size=max_image_size(params),
         box_score_thresh=INTERNAL_SCORE_THRESHOLD,
-        box_nms_thresh=float(params["nms_iou"]),
-        box_detections_per_img=int(params["max_per_keyframe"]),
+        box_nms_thresh=params.nms_iou,
+        box_detections_per_img=params.max_per_keyframe,
     )
     if arch == "resnet50_fpn_v2":
         model = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, **common)
@@ -196,22 +208,22 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path:
     model.load_state_dict(state_dict, strict=False)
 
 
-def coco_detector(params: Mapping[str, Any], path: str | Path) -> FasterRCNN:
+def coco_detector(params: DetectorParams, path: str | Path) -> FasterRCNN:
     """The detector of ``params`` loaded from a COCO checkpoint file, reduced to the person class."""
     model = build_detector(params, pretrained=True)
     load_weights(model, reduce_to_person(load_state_dict_file(path), path), path)
     return model
 
 
-def initial_detector(params: Mapping[str, Any]) -> FasterRCNN:
-    """The detector fine-tuning starts from: COCO weights when ``params['weights']`` names a file."""
-    if params.get("weights"):
-        return coco_detector(params, params["weights"])
+def initial_detector(params: DetectorParams) -> FasterRCNN:
+    """The detector fine-tuning starts from: COCO weights when ``params.weights`` names a file."""
+    if params.weights:
+        return coco_detector(params, params.weights)
     return build_detector(params, pretrained=False)
 
 
-def trained_detector(params: Mapping[str, Any], checkpoint: str | Path) -> FasterRCNN:
-    """The fine-tuned detector saved by :mod:`pipeline.detect.train`, in eval mode."""
-    model = build_detector(params, pretrained=bool(params.get("weights")))
+def trained_detector(params: DetectorParams, checkpoint: str | Path) -> FasterRCNN:
+    """The fine-tuned detector saved by the ``detector_train`` stage, in eval mode."""
+    model = build_detector(params, pretrained=bool(params.weights))
     load_weights(model, load_state_dict_file(checkpoint), checkpoint)
     return model.eval()

@@ -1,4 +1,4 @@
-"""Audio stage: log-mel spectrogram windows on the keyframe timeline into ``results/audio/{video}.h5``.
+"""Audio: log-mel spectrogram windows on the keyframe timeline into ``results/audio/{video}.h5``, and its reader.
 
 The first audio stream is decoded by ffmpeg to mono float32 at ``sample_rate``; ``aresample``
 with ``first_pts=0`` pads or trims the start so that sample 0 is video time 0 (the frames stage's
@@ -11,26 +11,25 @@ window (librosa mel filterbank, power spectrogram, no centring, so frames = 1 + 
 n_fft) // hop); ``t`` float64 [S] window centres; attrs sr, n_fft, hop, n_mels, window_s, has_audio,
 log_eps and provenance. A video without an audio track gets silence, log(LOG_EPS) everywhere, and
 ``has_audio = False``, with a warning on stderr.
+
+The writer's own libraries (ffmpeg-python, librosa, PyAV) are imported where they are used, so that
+the reader :class:`AudioStore` loads in the models' environment, which has none of them.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
-import ffmpeg as ffmpeg_python
 import h5py
-import librosa
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.media.ffmpeg import ffmpeg_exe, stderr_tail
-from pipeline.media.probe import has_audio_stream, probe
+from pipeline.media.ffmpeg import command, stderr_tail
 from pipeline.media.frames import TimedStore
+from pipeline.params import AudioParams, as_dict
 from pipeline.progress import progress
 from pipeline.store import atomic_path, set_h5_provenance
 
@@ -40,26 +39,12 @@ LOG_EPS = 1e-6
 WINDOW_BATCH = 64
 
 
-def check_params(params: dict) -> dict:
-    """Validate config.yaml's audio section; returns it with defaults filled in."""
-    known = {"sample_rate", "n_mels", "n_fft", "hop", "window_s"}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"audio params: unknown keys {sorted(unknown)}")
-    out = {"sample_rate": 16000, "n_mels": 64, "n_fft": 400, "hop": 160, "window_s": 1.0, **params}
-    for key in ("sample_rate", "n_mels", "n_fft", "hop"):
-        if int(out[key]) <= 0:
-            raise ValueError(f"audio params: {key} must be positive, got {out[key]}")
-    if int(round(float(out["window_s"]) * int(out["sample_rate"]))) < int(out["n_fft"]):
-        raise ValueError("audio params: window_s * sample_rate must be at least n_fft")
-    return out
-
-
 def decode_mono(video: str | Path, sample_rate: int) -> np.ndarray:
     """float32 [n]: the first audio stream of ``video`` as mono at ``sample_rate``, sample 0 = video time 0."""
+    import ffmpeg as ffmpeg_python
+
     stream = ffmpeg_python.input(str(video))["a:0"].filter("aresample", sample_rate, first_pts=0, **{"async": 1})
-    cmd = (stream.output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate)
-           .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error").compile(cmd=ffmpeg_exe()))
+    cmd = command(stream.output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise InputError(video, f"ffmpeg failed decoding audio (exit {proc.returncode}): "
@@ -73,10 +58,18 @@ def window_centers(time_offset: float, duration_s: float) -> np.ndarray:
     return np.arange(first, last + 1, dtype=np.float64)
 
 
-def frames_per_window(params: dict) -> int:
+def window_samples(params: AudioParams) -> int:
+    """Samples in one window, round(window_s * sample_rate); ValueError when fewer than n_fft."""
+    n = int(round(params.window_s * params.sample_rate))
+    if n < params.n_fft:
+        raise ValueError(f"audio: a window of {params.window_s} s holds {n} samples at {params.sample_rate} Hz, "
+                         f"fewer than n_fft = {params.n_fft}")
+    return n
+
+
+def frames_per_window(params: AudioParams) -> int:
     """Spectrogram frames in one window: 1 + (window samples - n_fft) // hop."""
-    n = int(round(float(params["window_s"]) * int(params["sample_rate"])))
-    return 1 + (n - int(params["n_fft"])) // int(params["hop"])
+    return 1 + (window_samples(params) - params.n_fft) // params.hop
 
 
 def cut_windows(samples: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -88,27 +81,29 @@ def cut_windows(samples: np.ndarray, starts: np.ndarray, length: int) -> np.ndar
     return padded[index]
 
 
-def log_mel(windows: np.ndarray, params: dict) -> np.ndarray:
+def log_mel(windows: np.ndarray, params: AudioParams) -> np.ndarray:
     """float32 [S, n_mels, frames]: log(mel power + LOG_EPS) of each window (float32 [S, n])."""
-    mel = librosa.feature.melspectrogram(
-        y=windows, sr=int(params["sample_rate"]), n_fft=int(params["n_fft"]), hop_length=int(params["hop"]),
-        n_mels=int(params["n_mels"]), center=False, power=2.0)
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=windows, sr=params.sample_rate, n_fft=params.n_fft, hop_length=params.hop,
+                                         n_mels=params.n_mels, center=False, power=2.0)
     return np.log(mel + LOG_EPS).astype(np.float32)
 
 
-def compute_audio(video: str | Path, out: str | Path, video_id: str, time_offset: float, duration_s: float,
-                  params: dict) -> int:
-    """Write the log-mel windows of ``video`` to the audio store ``out``; returns the number of windows."""
-    params = check_params(params)
-    sr, n_mels = int(params["sample_rate"]), int(params["n_mels"])
+def compute_audio(video: str | Path, out: str | Path, video_id: str, duration_s: float, params: AudioParams) -> int:
+    """Write the log-mel windows of ``video`` (``duration_s`` seconds long: the probe's) to the audio
+    store ``out`` (the module's layout); returns the number of windows."""
+    from pipeline.media.probe import has_audio_stream
+
+    sr, n_mels, time_offset = params.sample_rate, params.n_mels, params.time_offset
     centers = window_centers(time_offset, duration_s)
-    length = int(round(float(params["window_s"]) * sr))
+    length = window_samples(params)
     n_frames = frames_per_window(params)
     has_audio = has_audio_stream(video)
     logmel = np.full((len(centers), n_mels, n_frames), math.log(LOG_EPS), dtype=np.float16)
     if has_audio:
         samples = decode_mono(video, sr)
-        starts = np.round((centers - time_offset - float(params["window_s"]) / 2) * sr).astype(np.int64)
+        starts = np.round((centers - time_offset - params.window_s / 2) * sr).astype(np.int64)
         batches = range(0, len(centers), WINDOW_BATCH)
         for k in progress(batches, desc=f"audio {video_id}", total=len(batches), unit="batch"):
             chunk = cut_windows(samples, starts[k:k + WINDOW_BATCH], length)
@@ -118,11 +113,11 @@ def compute_audio(video: str | Path, out: str | Path, video_id: str, time_offset
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("logmel", data=logmel, dtype=np.float16)
         h5.create_dataset("t", data=centers, dtype=np.float64)
-        h5.attrs.update({"sr": sr, "n_fft": int(params["n_fft"]), "hop": int(params["hop"]), "n_mels": n_mels,
-                         "window_s": float(params["window_s"]), "has_audio": bool(has_audio),
+        h5.attrs.update({"sr": sr, "n_fft": params.n_fft, "hop": params.hop, "n_mels": n_mels,
+                         "window_s": params.window_s, "has_audio": bool(has_audio),
                          "log_eps": LOG_EPS, "video_id": video_id, "time_offset": float(time_offset),
                          "source": str(video)})
-        set_h5_provenance(h5, "audio", {**params, "time_offset": time_offset, "duration_s": duration_s})
+        set_h5_provenance(h5, "audio", {**as_dict(params), "duration_s": duration_s})
     return len(centers)
 
 
@@ -146,23 +141,3 @@ class AudioStore(TimedStore):
         """float32 [n, n_mels, frames]: log-mel of the window nearest each of ``times``."""
         indices, inverse = np.unique(self.nearest(times), return_inverse=True)
         return self._logmel[indices][inverse].astype(np.float32)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.media.audio", description=__doc__.splitlines()[0])
-    parser.add_argument("--video", required=True)
-    parser.add_argument("--video-id", required=True)
-    parser.add_argument("--time-offset", type=float, default=900.0)
-    parser.add_argument("--duration-s", type=float,
-                        help="video duration in seconds (the manifest's duration_s); probed (one decode) when left out")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--params", required=True, help="config.yaml's audio section as JSON")
-    args = parser.parse_args(argv)
-    duration_s = args.duration_s if args.duration_s is not None else probe(args.video).duration_s
-    n = compute_audio(args.video, args.out, args.video_id, args.time_offset, duration_s, json.loads(args.params))
-    print(f"{args.video_id}: {n} audio windows -> {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,7 @@
-"""ffmpeg: finding the binary, running it, and reading the decoder's frame times.
+"""ffmpeg: finding the binary, building and running its command lines, reading the decoder's frame times.
+
+Every ffmpeg command line is built with ffmpeg-python (``import ffmpeg``) and compiled by
+:func:`command`, which adds the quiet global options and names the binary (:func:`ffmpeg_exe`).
 
 Frame times come from ffmpeg itself: ``-stats_enc_pre`` with :data:`FRAME_STATS_FORMAT` writes
 the pts and time base of every frame that reaches the encoder, which :func:`read_frame_times`
@@ -15,7 +18,7 @@ import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,18 +42,26 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: Sequence[str], path: str | Path) -> str:
-    """Run ffmpeg with ``args`` (no binary name) and return its stderr.
+#: Global options of every command: no banner, no stdin, no progress, errors only.
+QUIET = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
+
+
+def command(output: Any) -> list[str]:
+    """The argv of an ffmpeg-python output node (``ffmpeg.input(...)...output(...)``): the binary of
+    :func:`ffmpeg_exe`, the node's options and :data:`QUIET`."""
+    return output.global_args(*QUIET).compile(cmd=ffmpeg_exe())
+
+
+def run_ffmpeg(output: Any, path: str | Path) -> None:
+    """Run the ffmpeg-python output node ``output`` (:func:`command`), its stdout discarded.
 
     Raises :class:`InputError` naming ``path`` (the input the command is about) with the tail of
     ffmpeg's stderr when ffmpeg fails.
     """
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.decode(errors="replace")
+    proc = subprocess.run(command(output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace")
         raise InputError(path, f"ffmpeg failed (exit {proc.returncode}): {stderr_tail(stderr)}")
-    return stderr
 
 
 def stderr_tail(stderr: str, lines: int = 8) -> str:

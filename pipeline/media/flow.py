@@ -1,7 +1,8 @@
-"""Flow stage: optical flow between consecutive stored frames into ``results/flow/{method}/{video}.h5``.
+"""Optical flow between consecutive stored frames into ``results/flow/{method}/{video}.h5``, and its reader.
 
 Methods: TV-L1 (opencv-contrib's ``cv2.optflow.DualTVL1OpticalFlow``) and Farneback
-(``cv2.calcOpticalFlowFarneback``), each with every OpenCV parameter in the config.
+(``cv2.calcOpticalFlowFarneback``), each with every OpenCV parameter in the config (the schema
+holds their defaults, OpenCV's own; ``FlowParams.options`` arrives complete).
 
 Store layout (DESIGN.md, the denseflow convention): per frame pair, ``x`` and ``y`` are the flow's
 components in pixels quantized to uint8 over [-bound, bound] (``q = round((v + bound) * 255 / (2 *
@@ -9,40 +10,33 @@ bound))``, clipped) and JPEG-encoded as grayscale images (variable-length uint8 
 float64 [P] is the AVA time of the first frame of each pair; attrs bound, height, width, fps,
 method, video_id, context_s and provenance. Pairs are made only between frames that are consecutive
 at the store's frame rate (interval under 1.5 / fps), never across the gaps of a ``window=clips``
-store; with ``--keyframes`` and ``--context-s``, only the pairs that start within context_s of a
+store; with keyframes (and ``context_s``), only the pairs that start within context_s of a
 keyframe (those the flow clips read) are computed.
 The reader makes the paper's third channel dx * dy when loading.
 
-Pairs are spread over ``--threads`` worker processes, each with OpenCV on one thread.
+Pairs are spread over ``threads`` worker processes, each with OpenCV on one thread.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
-import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import h5py
 import numpy as np
 
-from pipeline.errors import InputError
 from pipeline.media.frames import (FrameStore, TimedStore, decode_jpeg, encode_jpeg, in_windows, merge_windows,
-                                   read_keyframe_times)
+                                   video_keyframes)
+from pipeline.params import FlowParams, as_dict
 from pipeline.progress import progress
 from pipeline.store import atomic_path, set_h5_provenance
 
 METHODS = ("farneback", "tvl1")
 
-#: OpenCV's defaults; the config may set any of them.
-FARNEBACK_DEFAULTS: dict = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
-                            "poly_n": 5, "poly_sigma": 1.2, "flags": 0}
-TVL1_DEFAULTS: dict = {"tau": 0.25, "lambda": 0.15, "theta": 0.3, "nscales": 5, "warps": 5,
-                       "epsilon": 0.01, "inner_iterations": 30, "outer_iterations": 10,
-                       "scale_step": 0.8, "gamma": 0.0, "median_filtering": 5, "use_initial_flow": False}
+#: The arguments of ``cv2.calcOpticalFlowFarneback`` after (prev, next, flow), in order.
+FARNEBACK_ARGS = ("pyr_scale", "levels", "winsize", "iterations", "poly_n", "poly_sigma", "flags")
 #: Config key -> DualTVL1OpticalFlow setter.
 TVL1_SETTERS = {"tau": "setTau", "lambda": "setLambda", "theta": "setTheta", "nscales": "setScalesNumber",
                 "warps": "setWarpingsNumber", "epsilon": "setEpsilon", "inner_iterations": "setInnerIterations",
@@ -57,32 +51,32 @@ MAX_PAIR_GAP = 1.5
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def method_params(method: str, params: dict) -> dict:
-    """The full parameter dict of ``method``: OpenCV's defaults updated with ``params[method]``.
-
-    Raises ValueError on an unknown method or parameter name.
-    """
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise ValueError unless ``options`` names every OpenCV parameter of ``method`` and nothing else."""
     if method not in METHODS:
         raise ValueError(f"flow method must be one of {METHODS}, got {method!r}")
-    defaults = FARNEBACK_DEFAULTS if method == "farneback" else TVL1_DEFAULTS
-    given = params.get(method) or {}
-    unknown = set(given) - set(defaults)
-    if unknown:
-        raise ValueError(f"flow params: unknown {method} parameters {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **given}
+    known = set(FARNEBACK_ARGS if method == "farneback" else TVL1_SETTERS)
+    unknown, missing = sorted(set(options) - known), sorted(known - set(options))
+    if unknown or missing:
+        raise ValueError(f"{method} options: unknown parameters {unknown}, missing {missing}; known: {sorted(known)}")
 
 
-def make_flow(method: str, mparams: dict) -> FlowFn:
-    """A function (prev, next) -> flow float32 [H, W, 2] (dx, dy in pixels) for uint8 [H, W] gray frames."""
+def make_flow(method: str, options: dict[str, Any]) -> FlowFn:
+    """A function (prev, next) -> flow float32 [H, W, 2] (dx, dy in pixels) for uint8 [H, W] gray frames.
+
+    ``options``: every OpenCV parameter of ``method`` (:func:`check_options`).
+    """
+    check_options(method, options)
     if method == "farneback":
         def farneback(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
             return cv2.calcOpticalFlowFarneback(
-                prev, nxt, None, float(mparams["pyr_scale"]), int(mparams["levels"]), int(mparams["winsize"]),
-                int(mparams["iterations"]), int(mparams["poly_n"]), float(mparams["poly_sigma"]), int(mparams["flags"]))
+                prev, nxt, None, float(options["pyr_scale"]), int(options["levels"]), int(options["winsize"]),
+                int(options["iterations"]), int(options["poly_n"]), float(options["poly_sigma"]),
+                int(options["flags"]))
         return farneback
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     for key, setter in TVL1_SETTERS.items():
-        value = mparams[key]
+        value = options[key]
         getattr(tvl1, setter)(bool(value) if key == "use_initial_flow" else value)
 
     def dual_tvl1(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
@@ -116,10 +110,10 @@ def pair_starts(t: np.ndarray, fps: float) -> np.ndarray:
 _worker: dict = {}
 
 
-def _init_worker(frames_path: str, method: str, mparams: dict, bound: float, quality: int) -> None:
+def _init_worker(frames_path: str, method: str, options: dict[str, Any], bound: float, quality: int) -> None:
     """Per-process state: the open frame store and the flow function; OpenCV on one thread."""
     cv2.setNumThreads(1)
-    _worker.update(store=FrameStore(frames_path), flow=make_flow(method, mparams), bound=bound, quality=quality)
+    _worker.update(store=FrameStore(frames_path), flow=make_flow(method, options), bound=bound, quality=quality)
 
 
 def _flow_chunk(starts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -139,10 +133,10 @@ def _chunks(starts: np.ndarray, size: int) -> list[np.ndarray]:
     return [starts[k:k + size] for k in range(0, len(starts), size)]
 
 
-def compute_flow_jpegs(frames_path: str | Path, starts: np.ndarray, method: str, mparams: dict,
+def compute_flow_jpegs(frames_path: str | Path, starts: np.ndarray, method: str, options: dict[str, Any],
                        bound: float, quality: int, threads: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(x JPEG, y JPEG) for each pair start in ``starts``, in order, over ``threads`` processes."""
-    init_args = (str(frames_path), method, mparams, bound, quality)
+    init_args = (str(frames_path), method, options, bound, quality)
     chunks = _chunks(starts, max(1, min(CHUNK_PAIRS, -(-len(starts) // (4 * max(1, threads))))))
     if threads <= 1:
         _init_worker(*init_args)
@@ -157,44 +151,38 @@ def compute_flow_jpegs(frames_path: str | Path, starts: np.ndarray, method: str,
             yield from result
 
 
-def compute_flow(frames: str | Path, out: str | Path, method: str, params: dict, threads: int = 1,
-                 keyframes: str | Path | None = None, context_s: float | None = None) -> int:
-    """Flow of every pair of consecutive frames of the frame store ``frames`` into ``out``.
+def compute_flow(frames: str | Path, out: str | Path, params: FlowParams, keyframes: str | Path | None = None,
+                 threads: int = 1) -> int:
+    """Flow (``params.method``) of every pair of consecutive frames of the frame store ``frames`` into
+    ``out`` (the module's layout), over ``threads`` processes; returns the number of pairs stored.
 
-    ``params`` is config.yaml's flow section (bound, jpeg_quality, farneback, tvl1; other keys are
-    ignored). With ``keyframes`` (a ``video_id,timestamp`` CSV) and ``context_s``, only the pairs
+    With ``keyframes`` (a ``video_id,timestamp`` CSV; needs ``params.context_s``), only the pairs
     whose first frame lies within ``context_s`` of one of the video's keyframes are computed: those
-    that the flow clips read. Returns the number of pairs stored.
+    that the flow clips read.
     """
-    mparams = method_params(method, params)
-    bound = float(params.get("bound", 20.0))
-    quality = int(params.get("jpeg_quality", 95))
-    if bound <= 0:
-        raise ValueError(f"flow params: bound must be positive, got {bound}")
+    method, bound, quality = params.method, params.bound, params.jpeg_quality
+    check_options(method, params.options)
     with FrameStore(frames) as store:
         t, fps, height, width, video_id = store.t, store.fps, store.height, store.width, store.video_id
     starts = pair_starts(t, fps)
     if keyframes is not None:
-        if context_s is None:
-            raise ValueError("--keyframes needs --context-s")
-        centers = read_keyframe_times(keyframes, video_id)
-        if len(centers) == 0:
-            raise InputError(keyframes, f"no keyframe of video {video_id!r}: no flow pair would be kept")
-        starts = starts[in_windows(t[starts], merge_windows(centers, float(context_s)))]
+        if params.context_s is None:
+            raise ValueError("flow for keyframes needs context_s")
+        windows = merge_windows(video_keyframes(keyframes, video_id), params.context_s)
+        starts = starts[in_windows(t[starts], windows)]
     vlen = h5py.vlen_dtype(np.uint8)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         x = h5.create_dataset("x", shape=(len(starts),), dtype=vlen, chunks=(max(1, min(len(starts), 256)),))
         y = h5.create_dataset("y", shape=(len(starts),), dtype=vlen, chunks=(max(1, min(len(starts), 256)),))
-        jpegs = compute_flow_jpegs(frames, starts, method, mparams, bound, quality, threads)
+        jpegs = compute_flow_jpegs(frames, starts, method, params.options, bound, quality, threads)
         for k, (xj, yj) in enumerate(progress(jpegs, desc=f"flow {method} {video_id}", total=len(starts), unit="pair")):
             x[k] = xj
             y[k] = yj
         h5.create_dataset("t", data=t[starts], dtype=np.float64)
         h5.attrs.update({"bound": bound, "height": height, "width": width, "fps": fps, "method": method,
                          "video_id": video_id, "source": str(frames),
-                         "context_s": float(context_s) if keyframes is not None else float("nan")})
-        set_h5_provenance(h5, f"flow/{method}", {"method": method, "bound": bound, "jpeg_quality": quality,
-                                                 method: mparams, "context_s": context_s})
+                         "context_s": float(params.context_s) if keyframes is not None else float("nan")})
+        set_h5_provenance(h5, f"flow/{method}", as_dict(params))
     return len(starts)
 
 
@@ -240,9 +228,9 @@ def mean_endpoint_error(flow: np.ndarray, truth: np.ndarray, margin: int = 16) -
     return float(np.linalg.norm(flow - truth, axis=-1)[margin:-margin, margin:-margin].mean())
 
 
-def known_motion_errors(method: str, params: dict, size: int = 112) -> dict[str, float]:
-    """Mean endpoint error of ``method`` (with config section ``params``) on each of :func:`known_motions`."""
-    flow = make_flow(method, method_params(method, params))
+def known_motion_errors(method: str, options: dict[str, Any], size: int = 112) -> dict[str, float]:
+    """Mean endpoint error of ``method`` (with its OpenCV ``options``) on each of :func:`known_motions`."""
+    flow = make_flow(method, options)
     errors = {}
     for name, matrix in known_motions(size).items():
         frame0, frame1, truth = affine_pair(textured_image(size), matrix)
@@ -285,23 +273,3 @@ class FlowStore(TimedStore):
     def clip(self, center_t: float, n_frames: int, stride: int) -> np.ndarray:
         """float32 [n_frames, H, W, 3]: the pairs of :meth:`TimedStore.clip_indices`."""
         return self.read(self.clip_indices(center_t, n_frames, stride))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.media.flow", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", required=True, help="input frame store (.h5)")
-    parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--out", required=True, help="output flow store (.h5)")
-    parser.add_argument("--params", required=True, help="config.yaml's flow section as JSON")
-    parser.add_argument("--keyframes", help="video_id,timestamp CSV: only the pairs near keyframes")
-    parser.add_argument("--context-s", type=float, help="seconds kept each side of a keyframe (with --keyframes)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    n = compute_flow(args.frames, args.out, args.method, json.loads(args.params), threads=args.threads,
-                     keyframes=args.keyframes, context_s=args.context_s)
-    print(f"{args.frames}: {n} {args.method} flow pairs -> {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Frames stage: decode a video with ffmpeg into the per-video JPEG store ``results/frames/{video}.h5``.
+"""Frames: decode a video with ffmpeg into the per-video JPEG store ``results/frames/{video}.h5``, and read it.
 
 Store layout (DESIGN.md): ``jpeg`` variable-length uint8 [T], one JPEG per frame; ``t`` float64 [T],
 AVA-timeline seconds (decoder pts in video time + time_offset); attrs fps, height, width, plus
@@ -10,40 +10,39 @@ Frame selection happens in ffmpeg's ``select`` filter, on the decoder's timestam
   no duplication), so variable frame rate sources stay exact and a source slower than ``fps``
   simply keeps all its frames.
 - window ``clips``: only frames whose AVA time lies in [k - context_s, k + context_s] for a
-  keyframe k of the video are kept. The rate rule looks at every decoded frame, so a clips store
-  holds exactly the frames of the ``all`` store that fall in the windows.
+  keyframe k of the video (:func:`video_keyframes`) are kept. The rate rule looks at every
+  decoded frame, so a clips store holds exactly the frames of the ``all`` store that fall in the windows.
 The frames are resized in ffmpeg to the configured short side (display aspect kept, even sizes,
 area averaging), converted to full-range BT.601 YUV 4:2:0 (from the colour matrix the source is
 tagged with), which is JPEG's own colour space (JFIF), sent through a pipe as YUV4MPEG2 (half the
 bytes of RGB), and JPEG-encoded from those planes by libjpeg-turbo (simplejpeg) on a thread pool:
 no RGB round trip, and the encoder releases the GIL.
+
+ffmpeg-python is imported where the command is built, so that the reader :class:`FrameStore` loads
+in the models' environment, which does not have it.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
-import csv
-import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Self
 
 import cv2
-import ffmpeg as ffmpeg_python
 import h5py
 import numpy as np
 import simplejpeg
 
+from pipeline.ava.formats import read_keyframes
 from pipeline.errors import InputError
-from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, ffmpeg_exe, read_frame_times, stderr_tail
+from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, command, read_frame_times, stderr_tail
+from pipeline.params import FramesParams, as_dict
 from pipeline.progress import progress
 from pipeline.store import atomic_path, set_h5_provenance
 
-WINDOWS = ("all", "clips")
 #: Slack (seconds) on window edges, for the float rounding of pts * time_base.
 TIME_TOLERANCE = 1e-7
 #: Slack (in slots) so that a frame exactly on a slot boundary opens that slot despite rounding.
@@ -55,48 +54,17 @@ JPEG_BATCH = 256
 # Parameters and frame selection
 
 
-def check_params(params: dict) -> dict:
-    """Validate the ``frames`` config section; returns it with defaults filled in.
+def video_keyframes(path: str | Path, video_id: str) -> np.ndarray:
+    """Keyframe times of ``video_id`` in a ``video_id,timestamp`` CSV (:func:`pipeline.ava.formats.read_keyframes`).
 
-    Keys: short_side (int > 0, pixels), fps (float > 0, or None for every decoded frame),
-    window ("all" | "clips"), jpeg_quality (1..100).
+    Returns float64 [K], sorted unique AVA-timeline seconds. Raises :class:`InputError` naming the
+    file when it has no keyframe of ``video_id`` (a keyframe window would keep nothing).
     """
-    known = {"short_side", "fps", "window", "jpeg_quality"}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"frames params: unknown keys {sorted(unknown)}")
-    out = {"short_side": 256, "fps": None, "window": "all", "jpeg_quality": 90, **params}
-    if int(out["short_side"]) <= 0:
-        raise ValueError(f"frames params: short_side must be positive, got {out['short_side']}")
-    if out["fps"] is not None and float(out["fps"]) <= 0:
-        raise ValueError(f"frames params: fps must be positive or null, got {out['fps']}")
-    if out["window"] not in WINDOWS:
-        raise ValueError(f"frames params: window must be one of {WINDOWS}, got {out['window']!r}")
-    if not 1 <= int(out["jpeg_quality"]) <= 100:
-        raise ValueError(f"frames params: jpeg_quality must be in 1..100, got {out['jpeg_quality']}")
-    return out
-
-
-def read_keyframe_times(path: str | Path, video_id: str) -> np.ndarray:
-    """Keyframe times of ``video_id`` from a ``video_id,timestamp`` CSV without header.
-
-    Returns float64 [K], sorted unique AVA-timeline seconds. Raises :class:`InputError` naming
-    the line of a malformed row.
-    """
-    times = []
-    with open(path, newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise InputError(path, f"expected video_id,timestamp, got {','.join(row)!r}", line=number)
-            if row[0].strip() != video_id:
-                continue
-            try:
-                times.append(float(row[1]))
-            except ValueError:
-                raise InputError(path, f"timestamp {row[1]!r} is not a number", line=number) from None
-    return np.unique(np.asarray(times, dtype=np.float64))
+    rows = read_keyframes(path)
+    times = np.unique(rows.timestamp[rows.video_id == video_id].astype(np.float64))
+    if len(times) == 0:
+        raise InputError(path, f"no keyframe of video {video_id!r}: its keyframe windows would keep nothing")
+    return times
 
 
 def merge_windows(centers: np.ndarray, half_width: float) -> list[tuple[float, float]]:
@@ -119,20 +87,15 @@ def in_windows(times: np.ndarray, windows: list[tuple[float, float]]) -> np.ndar
     return inside
 
 
-def select_expression(fps: float | None, windows: list[tuple[float, float]] | None) -> str | None:
-    """ffmpeg ``select`` expression for the rate rule and the windows (given in video time).
-
-    None when every decoded frame is kept.
-    """
-    terms = []
-    if fps is not None:
-        slot = f"floor(%s*{fps!r}+{SLOT_TOLERANCE!r})"
-        terms.append(f"(isnan(prev_t)+gt({slot % 't'},{slot % 'prev_t'}))")
+def select_expression(fps: float, windows: list[tuple[float, float]] | None) -> str:
+    """ffmpeg ``select`` expression for the rate rule and the windows (given in video time)."""
+    slot = f"floor(%s*{fps!r}+{SLOT_TOLERANCE!r})"
+    terms = [f"(isnan(prev_t)+gt({slot % 't'},{slot % 'prev_t'}))"]
     if windows is not None:
         inside = "+".join(f"between(t,{start - TIME_TOLERANCE!r},{end + TIME_TOLERANCE!r})"
                           for start, end in windows)
         terms.append(f"gt({inside or '0'},0)")
-    return "*".join(terms) or None
+    return "*".join(terms)
 
 
 def scale_filter_args(short_side: int) -> dict[str, str]:
@@ -147,20 +110,18 @@ def scale_filter_args(short_side: int) -> dict[str, str]:
     }
 
 
-def decode_command(video: str | Path, params: dict, windows_video_time: list[tuple[float, float]] | None,
-                   stats_path: Path, threads: int) -> list[str]:
-    """ffmpeg command that writes the selected, resized frames to stdout as YUV4MPEG2 (4:2:0) and
-    their pts (filter time base) to ``stats_path``."""
-    stream = ffmpeg_python.input(str(video), threads=threads)["v:0"]
-    expression = select_expression(params["fps"], windows_video_time)
-    if expression is not None:
-        stream = stream.filter("select", expression)
-    stream = (stream.filter("scale", **scale_filter_args(int(params["short_side"]))).filter("setsar", "1")
-              .filter("format", "yuv420p"))
-    out = stream.output("pipe:", format="yuv4mpegpipe", fps_mode="passthrough",
-                        enc_time_base="filter", stats_enc_pre=str(stats_path),
-                        stats_enc_pre_fmt=FRAME_STATS_FORMAT)
-    return out.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+def decode_command(video: str | Path, fps: float, short_side: int,
+                   windows_video_time: list[tuple[float, float]] | None, stats_path: Path, threads: int) -> list[str]:
+    """ffmpeg command that writes the selected (:func:`select_expression`), resized
+    (:func:`scale_filter_args`) frames to stdout as YUV4MPEG2 (4:2:0) and their pts (filter time
+    base) to ``stats_path``."""
+    import ffmpeg as ffmpeg_python
+
+    stream = (ffmpeg_python.input(str(video), threads=threads)["v:0"]
+              .filter("select", select_expression(fps, windows_video_time))
+              .filter("scale", **scale_filter_args(short_side)).filter("setsar", "1").filter("format", "yuv420p"))
+    return command(stream.output("pipe:", format="yuv4mpegpipe", fps_mode="passthrough", enc_time_base="filter",
+                                 stats_enc_pre=str(stats_path), stats_enc_pre_fmt=FRAME_STATS_FORMAT))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,33 +198,32 @@ def encoded_in_order(frames: Iterator[np.ndarray], quality: int,
             yield future.result(), shape
 
 
-def extract_frames(video: str | Path, out: str | Path, video_id: str, time_offset: float, params: dict,
-                   keyframes: str | Path | None = None, context_s: float | None = None,
-                   threads: int = 1) -> int:
-    """Decode ``video`` into the frame store ``out``; returns the number of frames stored.
+def extract_frames(video: str | Path, out: str | Path, video_id: str, params: FramesParams,
+                   keyframes: str | Path | None = None, threads: int = 1) -> int:
+    """Decode ``video`` into the frame store ``out`` (the module's layout); returns the number of frames stored.
 
-    ``keyframes`` and ``context_s`` are required when ``params["window"] == "clips"``.
+    ``keyframes`` (a ``video_id,timestamp`` CSV) is given exactly when ``params.window == "clips"``,
+    which also needs ``params.context_s``. ffmpeg decodes on ``threads`` threads and as many encode JPEGs.
     """
-    params = check_params(params)
+    if (params.window == "clips") != (keyframes is not None):
+        raise ValueError(f"window {params.window!r}: keyframes are needed with window clips, and only then")
     windows = None
-    if params["window"] == "clips":
-        if keyframes is None or context_s is None:
-            raise ValueError("window=clips needs --keyframes and --context-s")
-        centers = read_keyframe_times(keyframes, video_id)
-        if len(centers) == 0:
-            raise InputError(keyframes, f"no keyframe of video {video_id!r}: window=clips would keep no frame")
-        windows = merge_windows(centers, float(context_s))
+    if params.window == "clips":
+        if params.context_s is None:
+            raise ValueError("window clips needs context_s")
+        windows = merge_windows(video_keyframes(keyframes, video_id), params.context_s)
+    time_offset = params.time_offset
     windows_video_time = None if windows is None else [(a - time_offset, b - time_offset) for a, b in windows]
 
     with tempfile.TemporaryDirectory(prefix="frames") as tmp, atomic_path(out) as tmp_out:
         stats = Path(tmp) / "frames.txt"
         errors = Path(tmp) / "stderr.txt"
-        cmd = decode_command(video, params, windows_video_time, stats, threads)
+        cmd = decode_command(video, params.fps, params.short_side, windows_video_time, stats, threads)
         with open(errors, "wb") as err_handle, h5py.File(tmp_out, "w") as h5:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_handle, bufsize=1 << 20)
             broken: ValueError | None = None
             try:
-                n, shape = _write_jpegs(h5, proc.stdout, params["jpeg_quality"], threads, video_id)
+                n, shape = _write_jpegs(h5, proc.stdout, params.jpeg_quality, threads, video_id)
             except ValueError as err:  # a broken stream: ffmpeg's own error, when it has one, says more
                 broken = err
             finally:
@@ -285,18 +245,17 @@ def extract_frames(video: str | Path, out: str | Path, video_id: str, time_offse
             if np.any(np.diff(times) <= 0):
                 raise InputError(video, "decoded frame times are not increasing")
             h5.create_dataset("t", data=times, dtype=np.float64)
-            fps = stored_rate(times, params["fps"])
             h5.attrs.update({
-                "fps": fps, "height": shape[0], "width": shape[1], "video_id": video_id,
-                "time_offset": float(time_offset), "window": params["window"],
-                "context_s": float(context_s) if windows is not None else float("nan"),
+                "fps": stored_rate(times, params.fps), "height": shape[0], "width": shape[1], "video_id": video_id,
+                "time_offset": float(time_offset), "window": params.window,
+                "context_s": float(params.context_s) if windows is not None else float("nan"),
                 "source": str(video),
             })
-            set_h5_provenance(h5, "frames", {**params, "context_s": context_s, "time_offset": time_offset})
+            set_h5_provenance(h5, "frames", as_dict(params))
     return n
 
 
-def stored_rate(times: np.ndarray, requested: float | None) -> float:
+def stored_rate(times: np.ndarray, requested: float) -> float:
     """Frame rate of a store with frame times ``times`` (float64 [n]), to 1e-6.
 
     The mean rate over its intervals shorter than twice the median one (the gaps between clip
@@ -308,7 +267,7 @@ def stored_rate(times: np.ndarray, requested: float | None) -> float:
         return 0.0
     inside = intervals[intervals < 2 * np.median(intervals)]
     rate = len(inside) / inside.sum() if len(inside) else 1.0 / np.median(intervals)
-    return round(float(min(rate, float(requested)) if requested is not None else rate), 6)
+    return round(float(min(rate, float(requested))), 6)
 
 
 def _write_jpegs(h5: h5py.File, pipe: IO[bytes], quality: int, threads: int,
@@ -424,28 +383,3 @@ class FrameStore(TimedStore):
     def clip(self, center_t: float, n_frames: int, stride: int) -> np.ndarray:
         """uint8 [n_frames, H, W, 3]: the frames of :meth:`TimedStore.clip_indices`."""
         return self.read(self.clip_indices(center_t, n_frames, stride))
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.media.frames", description=__doc__.splitlines()[0])
-    parser.add_argument("--video", required=True, help="input video file")
-    parser.add_argument("--video-id", required=True)
-    parser.add_argument("--time-offset", type=float, default=900.0, help="AVA time of video time 0")
-    parser.add_argument("--out", required=True, help="output frame store (.h5)")
-    parser.add_argument("--params", required=True, help="config.yaml's frames section as JSON")
-    parser.add_argument("--keyframes", help="video_id,timestamp CSV (window=clips)")
-    parser.add_argument("--context-s", type=float, help="seconds kept each side of a keyframe (window=clips)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    n = extract_frames(args.video, args.out, args.video_id, args.time_offset, json.loads(args.params),
-                       keyframes=args.keyframes, context_s=args.context_s, threads=args.threads)
-    print(f"{args.video_id}: {n} frames -> {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,22 +1,28 @@
-"""Probing videos without ffprobe: decode the video stream once to ffmpeg's null muxer.
+"""Probing videos: stream facts from PyAV, frame counts and times from one decode by ffmpeg.
+
+PyAV (``av``, FFmpeg's libraries behind a Python API) opens the container and reads the facts
+that do not depend on decoding every frame: whether there is an audio stream, and the displayed
+frame size (the decoded size, width and height swapped when the display matrix turns the picture
+a quarter turn, as ffmpeg's autorotation does).
 
 Frame counts and times are the decoder's (edit lists, variable frame rate), not the container's
 packet counts or nominal rates: a stream-copy cut with an edit list has more packets than frames.
+They come from the ffmpeg binary that the frames stage uses (:func:`decoded_frame_times`), so that
+the probe counts exactly the frames that the frames stage sees.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import subprocess
 import tempfile
 from pathlib import Path
-from typing import Sequence
 
+import av
+import ffmpeg as ffmpeg_python
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, ffmpeg_exe, read_frame_times, run_ffmpeg, stderr_tail
+from pipeline.media.ffmpeg import FRAME_STATS_FORMAT, read_frame_times, run_ffmpeg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +32,7 @@ class VideoProbe:
     fps: mean decoded frame rate, (n_frames - 1) / (t_last - t_first); n_frames: decoded video
     frames (exact); duration_s: end of the last frame in video time, t_last + 1 / fps
     (t_last for a single frame);
-    width, height: decoded frame size (after the rotation ffmpeg applies); has_audio: the file
-    has an audio stream.
+    width, height: displayed frame size (:func:`stream_facts`); has_audio: the file has an audio stream.
     """
 
     fps: float
@@ -38,81 +43,92 @@ class VideoProbe:
     has_audio: bool
 
 
-_SECTION = re.compile(r"^(Input|Output) #\d+")
-_STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio): (.*)$")
-_SIZE = re.compile(r"[ ,](\d{2,5})x(\d{2,5})[ ,\[]")
+@dataclasses.dataclass(frozen=True)
+class StreamFacts:
+    """What the container says: displayed size of the first video stream (None without one) and
+    whether an audio stream exists."""
+
+    width: int | None
+    height: int | None
+    has_audio: bool
 
 
-def parse_streams(stderr: str) -> dict[str, list[tuple[str, str]]]:
-    """Stream lines of ffmpeg's banner: {"Input": [(kind, description)], "Output": [...]}.
+def stream_facts(path: str | Path) -> StreamFacts:
+    """Open ``path`` with PyAV; the size comes from the first decoded frame of the first video stream.
 
-    ``kind`` is "Video" or "Audio"; other stream kinds are left out.
+    The size is the decoded one, width and height swapped when the frame's display rotation is a
+    quarter turn (90 or 270 degrees; ffmpeg transposes those). Raises :class:`InputError` naming the
+    file when PyAV cannot open it.
     """
-    sections: dict[str, list[tuple[str, str]]] = {"Input": [], "Output": []}
-    current = None
-    for line in stderr.splitlines():
-        section = _SECTION.match(line)
-        if section:
-            current = section.group(1)
-            continue
-        stream = _STREAM.match(line)
-        if stream and current:
-            sections[current].append((stream.group(1), stream.group(2)))
-    return sections
+    try:
+        with av.open(str(path)) as container:
+            has_audio = len(container.streams.audio) > 0
+            if not container.streams.video:
+                return StreamFacts(None, None, has_audio)
+            frame = next(container.decode(container.streams.video[0]), None)
+    except av.FFmpegError as err:
+        raise InputError(path, f"cannot read it as a video: {err}") from None
+    if frame is None:
+        return StreamFacts(None, None, has_audio)
+    width, height = frame.width, frame.height
+    if abs(abs(frame.rotation) % 180 - 90) < 1:
+        width, height = height, width
+    return StreamFacts(width, height, has_audio)
 
 
 def has_audio_stream(path: str | Path) -> bool:
-    """Whether the file at ``path`` has an audio stream (read from ffmpeg's banner, no decoding)."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.decode(errors="replace")
-    streams = parse_streams(stderr)["Input"]
-    if not streams:
-        raise InputError(path, f"ffmpeg cannot read it: {stderr_tail(stderr)}")
-    return any(kind == "Audio" for kind, _ in streams)
+    """Whether the file at ``path`` has an audio stream (PyAV, no decoding)."""
+    try:
+        with av.open(str(path)) as container:
+            return len(container.streams.audio) > 0
+    except av.FFmpegError as err:
+        raise InputError(path, f"cannot read it as a video: {err}") from None
 
 
-def decoded_frame_times(path: str | Path, input_args: Sequence[str] = ()) -> tuple[np.ndarray, str]:
-    """Decode the first video stream of ``path`` to the null muxer.
+def decoded_frame_times(path: str | Path, start: float | None = None, duration: float | None = None,
+                        threads: int | None = None) -> np.ndarray:
+    """float64 [n]: the video time (seconds) of every frame of the first video stream of ``path``.
 
-    ``input_args`` are ffmpeg input options (``-ss``, ``-t``, ``-threads``). Returns (times, stderr):
-    float64 [n], the video time in seconds of every decoded frame, and ffmpeg's stderr (banner included).
+    ffmpeg decodes the stream to its null muxer and writes each frame's pts (``-stats_enc_pre``).
+    ``start`` and ``duration`` (seconds) are ffmpeg's input ``-ss`` (an accurate seek: the seek
+    point becomes time 0) and ``-t``; ``threads`` its decoder threads. Raises :class:`InputError`
+    naming ``path`` when ffmpeg fails.
     """
+    options = {"threads": threads, "ss": None if start is None else f"{start:.6f}",
+               "t": None if duration is None else f"{duration:.6f}"}
     with tempfile.TemporaryDirectory(prefix="probe") as tmp:
         stats = Path(tmp) / "frames.txt"
-        args = ["-nostats", *input_args, "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                "-enc_time_base", "filter", "-stats_enc_pre", str(stats), "-stats_enc_pre_fmt", FRAME_STATS_FORMAT,
-                "-f", "null", "-"]
-        stderr = run_ffmpeg(args, path)
-        times = read_frame_times(stats) if stats.exists() else np.zeros(0)
-    return times, stderr
+        stream = ffmpeg_python.input(str(path), **{k: v for k, v in options.items() if v is not None})["v:0"]
+        run_ffmpeg(stream.output("-", format="null", fps_mode="passthrough", enc_time_base="filter",
+                                 stats_enc_pre=str(stats), stats_enc_pre_fmt=FRAME_STATS_FORMAT), path)
+        return read_frame_times(stats) if stats.exists() else np.zeros(0)
 
 
 def probe(path: str | Path) -> VideoProbe:
-    """Probe the video at ``path`` by decoding its first video stream (exact frame count and times).
+    """Probe the video at ``path``: :func:`stream_facts`, and a decode of its first video stream
+    (exact frame count and times).
 
-    Raises :class:`InputError` naming the file when it has no video stream or no decodable frame.
-    Costs one decode of the video (the decode limit; about 100x real time at 320x240).
+    Raises :class:`InputError` naming the file when it is missing, unreadable, or has no video
+    stream or no decodable frame. Costs one decode of the video (the decode limit; about 100x real
+    time at 320x240).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such video file")
-    times, stderr = decoded_frame_times(path)
-    streams = parse_streams(stderr)
+    facts = stream_facts(path)
+    if facts.width is None or facts.height is None:
+        raise InputError(path, "no video stream with a decodable frame")
+    times = decoded_frame_times(path)
     if len(times) == 0:
-        raise InputError(path, f"no decodable video frame: {stderr_tail(stderr)}")
-    video_out = [desc for kind, desc in streams["Output"] if kind == "Video"]
-    size = _SIZE.search(video_out[0]) if video_out else None
-    if size is None:
-        raise InputError(path, f"cannot read the frame size from ffmpeg's output: {stderr_tail(stderr)}")
+        raise InputError(path, "no decodable video frame")
     fps = mean_fps(times)
     return VideoProbe(
         fps=fps,
         n_frames=int(len(times)),
         duration_s=float(times[-1] + (1.0 / fps if fps > 0 else 0.0)),
-        width=int(size.group(1)),
-        height=int(size.group(2)),
-        has_audio=any(kind == "Audio" for kind, _ in streams["Input"]),
+        width=int(facts.width),
+        height=int(facts.height),
+        has_audio=facts.has_audio,
     )
 
 

@@ -14,11 +14,12 @@ from pipeline.models.names import (ARCHS, ARTNET_ARCHS, AUDIO_ARCHS, HEADS, I3D_
                                    TSN_ARCHS, VIDEO_ARCHS, arch_problem)
 from pipeline.models.p3d import P3dResNet152
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
-from pipeline.models.roi_head import LinearHead
+from pipeline.models.roi_head import ActionClassifier, LinearHead
 from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
-__all__ = ["ARCHS", "ARTNET_ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "P3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_backbone", "build_head", "modality_channels"]
+__all__ = ["ARCHS", "ARTNET_ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "P3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_action_model", "build_backbone", "build_head",
+           "modality_channels"]
 
 
 def modality_channels(modality: str) -> int:
@@ -59,6 +60,12 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
     if arch in ARTNET_ARCHS:
         return ArtNet18(weights)
     return Vgg16Audio(weights)
+
+
+def build_action_model(arch: str, modality: str, num_classes: int, roi_size: int | None, roi_pool: str,
+                       weights: str | Path | None = None) -> ActionClassifier:
+    """The backbone ``arch`` with its ROI features and linear head; ``weights``: a local backbone checkpoint."""
+    return ActionClassifier(build_backbone(arch, modality, weights), num_classes, roi_size, roi_pool)
 
 
 def build_head(kind: str, roi_dim: int, context_dim: int, num_classes: int) -> nn.Module:

@@ -64,8 +64,9 @@ class LinearHead(nn.Module):
         return self.fc(self.dropout(roi))
 
 
-class ActionDetector(nn.Module):
-    """Backbone, ROI features and linear head, trained end to end (the finetuning stage).
+class ActionClassifier(nn.Module):
+    """Backbone, ROI features and linear head: the actions of given person boxes, trained end to
+    end (the finetuning stage).
 
     ``forward(clips [B, C, T, H, W], rois [K, 5])`` -> logits ``[K, num_classes]``;
     ``features`` gives the ROI features ``[K, D]`` and context ``[B, D, h, w]`` instead.

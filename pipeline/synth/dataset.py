@@ -1,6 +1,6 @@
 """The synthetic AVA-like dataset: sizes, video ids, plans per split, ground truth, files.
 
-Layout written under the output directory (what ``pipeline.dataset`` and config.yaml expect)::
+Layout written under the output directory (what the dataset stage and config.yaml expect)::
 
     videos/{video_id}.mp4                          H.264 + AAC (a few videos have no audio track)
     annotations/label_map.pbtxt                    AVA ids, names and label types
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.ava.formats import AvaRows, write_excluded, write_ground_truth, write_label_map
+from pipeline.ava.formats import AvaRows, write_keyframes, write_ground_truth, write_label_map
 from pipeline.progress import progress
 from pipeline.store import provenance, write_json, write_text
 from pipeline.synth.body import body_at
@@ -285,7 +285,7 @@ def generate(out: Path, config: Config, seed: int, size: str, threads: int = 1) 
         split_plans, annotations = planned[split]
         rows = AvaRows.concat([a.rows for a in annotations])
         write_ground_truth(ann_dir / f"{split}.csv", rows)
-        write_excluded(ann_dir / f"{split}_excluded_timestamps.csv",
+        write_keyframes(ann_dir / f"{split}_excluded_timestamps.csv",
                        [(p.video_id, ts) for p, a in zip(split_plans, annotations) for ts in a.excluded])
         write_text(ann_dir / f"{split}.videos.txt", "".join(f"{p.video_id}\n" for p in split_plans))
         counts[split] = class_counts(rows)

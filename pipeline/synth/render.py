@@ -13,9 +13,10 @@ import wave
 from pathlib import Path
 
 import cv2
+import ffmpeg as ffmpeg_python
 import numpy as np
 
-from pipeline.media.ffmpeg import ffmpeg_exe
+from pipeline.media.ffmpeg import command
 from pipeline.store import atomic_path
 from pipeline.synth.audio import synthesize
 from pipeline.synth.body import Part, body_at
@@ -128,18 +129,15 @@ class Renderer:
 
 
 def _ffmpeg_command(plan: VideoPlan, out: Path, wav: Path | None, preset: str, threads: int) -> list[str]:
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{plan.width}x{plan.height}",
-           "-framerate", str(plan.fps), "-i", "pipe:0"]
-    if wav is not None:
-        cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a"]
-    cmd += ["-c:v", "libx264", "-preset", preset, "-crf", "20", "-pix_fmt", "yuv420p",
-            "-threads", str(threads)]
-    if wav is not None:
-        cmd += ["-c:a", "aac", "-b:a", "96k"]
-    cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-            "-map_metadata", "-1", "-movflags", "+faststart", str(out)]
-    return cmd
+    """ffmpeg reading raw RGB frames on stdin (and the WAV ``wav``) and writing H.264 (and AAC) to ``out``."""
+    frames = ffmpeg_python.input("pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{plan.width}x{plan.height}",
+                                 framerate=str(plan.fps))
+    streams = [frames] if wav is None else [frames["v"], ffmpeg_python.input(str(wav))["a"]]
+    audio = {} if wav is None else {"c:a": "aac", "b:a": "96k"}
+    bitexact = {"fflags": "+bitexact", "flags:v": "+bitexact", "flags:a": "+bitexact"}
+    return command(ffmpeg_python.output(*streams, str(out), **{"c:v": "libx264"}, preset=preset, crf=20,
+                                        pix_fmt="yuv420p", threads=threads, **audio, **bitexact, map_metadata=-1,
+                                        movflags="+faststart").overwrite_output())
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:

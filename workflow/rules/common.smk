@@ -1,74 +1,121 @@
-# Paths, configuration and input functions: the one place where the DAG's file names live.
+# Configuration, artifact paths and input functions: the one place where the DAG's file names live.
 import os
 import re
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 sys.path.insert(0, workflow.basedir)
-# Jobs run `python -m pipeline.<stage>`: the interpreter that runs Snakemake comes first on PATH
-# (a conda env of --sdm conda is put before it), and the package is importable from the checkout.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-os.environ["PYTHONPATH"] = workflow.basedir + os.pathsep + os.environ.get("PYTHONPATH", "")
 
-from pipeline.config import clip_context_s, model_backbones, section_json, validate_config
-from pipeline.dataset import all_video_ids, find_video
+from pipeline.config import (
+    ConfigError,
+    audio_params,
+    backbone_params,
+    dataset_params,
+    detector_params,
+    evaluate_params,
+    flow_params,
+    frames_params,
+    fusion_params,
+    model_backbones,
+    model_params,
+    prepare_params,
+    report_params,
+    validate_config,
+)
+from pipeline.data.manifest import all_video_ids, find_video
+from pipeline.media.stores import store_kind
+from pipeline.params import to_json
 
-validate_config(config, "config.yaml")
+
+def job_environment(basedir):
+    """PATH and PYTHONPATH of every job: jobs run `python -m pipeline.stages.<rule>`, so the interpreter
+    that runs Snakemake comes first on PATH (a conda env of --sdm conda is put before it) and the
+    package is importable from the checkout."""
+    return {
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join([basedir, os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+os.environ.update(job_environment(workflow.basedir))
+
+CONFIG_SOURCE = ", ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml"
+try:
+    validate_config(config, CONFIG_SOURCE)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 R = config["results"]
 DATASET_CFG = config["dataset"]
 SPLITS = list(DATASET_CFG["splits"])
 TRAIN_SPLIT = DATASET_CFG["train_split"]
 EVAL_SPLITS = DATASET_CFG["eval_splits"]
-VIDEO_SPLIT = all_video_ids(DATASET_CFG)  # {video_id: split}
 BACKBONES = config["backbones"]
 MODELS = config["models"]
 FUSIONS = config["fusions"]
+PRECOMPUTED = config["detect"].get("precomputed", {})  # split -> a box file used instead of the detector
+PREPARE_CFG = DATASET_CFG.get("prepare")
 BASELINE = "baseline-prior"
+
+if os.path.isdir(DATASET_CFG["root"]):
+    VIDEO_SPLIT = all_video_ids(dataset_params(config))  # {video_id: split}
+elif workflow.check_envvars:  # false only for --lint, which reads the rules without any data
+    raise WorkflowError(
+        f"{CONFIG_SOURCE}: dataset.root {DATASET_CFG['root']!r} is not a folder "
+        "(`make demo` makes the demo's; for AVA see the README)"
+    )
+else:
+    VIDEO_SPLIT = {}
 
 
 def one_of(names):
-    """A wildcard constraint that matches exactly one of ``names``."""
-    return "|".join(re.escape(n) for n in names)
-
-
-MODEL_NAMES = one_of(MODELS)
-PRECOMPUTED = config["detect"].get("precomputed", {})  # split -> a SlowFast/LFB box file used instead of the detector
-DETECTED_SPLITS = one_of([s for s in SPLITS if s not in PRECOMPUTED]) or "$^"
-PRECOMPUTED_SPLITS = one_of(PRECOMPUTED) or "$^"
+    """A wildcard constraint that matches exactly one of ``names`` (none: nothing)."""
+    return "|".join(re.escape(n) for n in names) or "$^"
 
 
 wildcard_constraints:
     video=r"[^/]+",
     split=one_of(SPLITS),
-    method="farneback|tvl1",
+    method=one_of(["farneback", "tvl1"]),
     backbone=one_of(BACKBONES),
-    fusion=one_of(FUSIONS) if FUSIONS else "$^",
+    fusion=one_of(FUSIONS),
 
 
-# --- artifact paths (DESIGN.md's contracts) ---------------------------------------------------
+# --- artifact paths (docs/DESIGN.md's contracts) --------------------------------------------
 LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
 MANIFEST = f"{R}/dataset/manifest.parquet"
 LABEL_MAP = f"{R}/dataset/label_map.pbtxt"
-GROUND_TRUTH = R + "/dataset/{split}.gt.csv"
-EXCLUDED = R + "/dataset/{split}.excluded.csv"
-KEYFRAMES = R + "/dataset/{split}.keyframes.csv"
-PREPARED = R + "/prepared/{video}.mp4"
-FRAMES = R + "/frames/{video}.h5"
-FLOW = R + "/flow/{method}/{video}.h5"
-AUDIO = R + "/audio/{video}.h5"
+GROUND_TRUTH = f"{R}/dataset/{{split}}.gt.csv"
+EXCLUDED = f"{R}/dataset/{{split}}.excluded.csv"
+KEYFRAMES = f"{R}/dataset/{{split}}.keyframes.csv"
+PREPARED = f"{R}/prepared/{{video}}.mp4"
+PREPARED_REPORT = f"{R}/prepared/{{video}}.json"
+FRAMES = f"{R}/frames/{{video}}.h5"
+FLOW = f"{R}/flow/{{method}}/{{video}}.h5"
+AUDIO = f"{R}/audio/{{video}}.h5"
 DETECTOR = f"{R}/models/detector/detector.pt"
-BOXES = R + "/detect/{split}.boxes.csv"
-DETECT_METRICS = R + "/detect/{split}.metrics.json"
-BACKBONE_WEIGHTS = R + "/models/{backbone}/backbone.pt"
-FEATURES = R + "/features/{backbone}/{split}/{video}.h5"
-HEAD = R + "/models/{model}/head.pt"
-PREDICTIONS = R + "/predictions/{model}/{split}.csv"
-LOGITS = R + "/predictions/{model}/{split}.logits.parquet"
-EVALUATION = R + "/eval/{model}/{split}.json"
+DETECTOR_LOG = f"{R}/models/detector/train_log.csv"
+BOXES = f"{R}/detect/{{split}}.boxes.csv"
+DETECT_METRICS = f"{R}/detect/{{split}}.metrics.json"
+BACKBONE_WEIGHTS = f"{R}/models/{{backbone}}/backbone.pt"
+FINETUNE_LOG = f"{R}/models/{{backbone}}/finetune_log.csv"
+FEATURES = f"{R}/features/{{backbone}}/{{split}}/{{video}}.h5"
+HEAD = f"{R}/models/{{model}}/head.pt"
+HEAD_LOG = f"{R}/models/{{model}}/train_log.csv"
+PREDICTIONS = f"{R}/predictions/{{model}}/{{split}}.csv"
+LOGITS = f"{R}/predictions/{{model}}/{{split}}.logits.parquet"
+BASELINE_PREDICTIONS = f"{R}/predictions/{BASELINE}/{{split}}.csv"
+FUSED = f"{R}/predictions/fusion-{{fusion}}/{{split}}.csv"
+FUSED_LOGITS = f"{R}/predictions/fusion-{{fusion}}/{{split}}.logits.parquet"
+EVALUATION = f"{R}/eval/{{model}}/{{split}}.json"
 REPORT = f"{R}/report/index.md"
+REPORT_TABLE1 = f"{R}/report/table1.md"
+REPORT_FIGURES = [f"{R}/report/{name}_{split}.png" for split in EVAL_SPLITS for name in ("ap_per_class", "pr_best")]
 
 
+# --- what the dataset holds -----------------------------------------------------------------
 def dataset_path(relative):
     return os.path.join(DATASET_CFG["root"], relative)
 
@@ -81,13 +128,12 @@ def has_ground_truth(split):
     return "ground_truth" in DATASET_CFG["splits"][split]
 
 
-def params_json(section, **extra):
-    """A config section (plus extra keys) as the canonical JSON that a stage takes as --params."""
-    return section_json({**section, **extra})
+def ground_truth_splits():
+    return [s for s in SPLITS if has_ground_truth(s)]
 
 
-# --- input functions ------------------------------------------------------------------------
-PREPARE_CFG = DATASET_CFG.get("prepare")
+def detected_splits():
+    return [s for s in SPLITS if s not in PRECOMPUTED]
 
 
 def video_path(video):
@@ -97,45 +143,27 @@ def video_path(video):
     return str(find_video(dataset_path(DATASET_CFG["videos"]), video))
 
 
-def video_file(wildcards):
-    return video_path(wildcards.video)
-
-
-def movie_file(wildcards):
-    return str(find_video(dataset_path(PREPARE_CFG["movies"]), wildcards.video))
-
-
-def dataset_inputs(wildcards):
-    files = [dataset_path(DATASET_CFG["label_map"])]
-    for split_cfg in DATASET_CFG["splits"].values():
-        files += [dataset_path(p) for p in split_cfg.values()]
-    files += [video_path(v) for v in VIDEO_SPLIT]
-    return files
+def store_path(modality, video):
+    """The per-video store that a backbone of ``modality`` reads."""
+    kind, method = store_kind(modality)
+    if kind == "frames":
+        return FRAMES.format(video=video)
+    if kind == "audio":
+        return AUDIO.format(video=video)
+    return FLOW.format(method=method, video=video)
 
 
 def frames_of_split(split):
     return expand(FRAMES, video=videos_of(split))
 
 
-def optional_ground_truth(split):
-    return {"ground_truth": GROUND_TRUTH.format(split=split)} if has_ground_truth(split) else {}
-
-
-def store_path(modality, video):
-    """The per-video store a backbone of ``modality`` reads."""
-    if modality == "rgb":
-        return FRAMES.format(video=video)
-    if modality == "audio":
-        return AUDIO.format(video=video)
-    return FLOW.format(method=modality.split("/", 1)[1], video=video)
-
-
-def backbone_stores(backbone, split):
-    return [store_path(BACKBONES[backbone]["modality"], v) for v in videos_of(split)]
-
-
 def features_of(backbone, split):
     return expand(FEATURES, backbone=backbone, split=split, video=videos_of(split))
+
+
+def model_features(model, split):
+    """Every features file that ``model`` reads on ``split``: those of each of its backbones."""
+    return [path for backbone in model_backbones(MODELS[model]) for path in features_of(backbone, split)]
 
 
 def prediction_names():
@@ -148,6 +176,23 @@ def final_outputs():
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
     outputs += expand(AUDIO, video=list(VIDEO_SPLIT))
     return outputs
+
+
+# --- input functions ------------------------------------------------------------------------
+def dataset_inputs(wildcards):
+    files = [dataset_path(DATASET_CFG["label_map"])]
+    for split_cfg in DATASET_CFG["splits"].values():
+        files += [dataset_path(p) for p in split_cfg.values()]
+    files += [video_path(v) for v in VIDEO_SPLIT]
+    return files
+
+
+def movie_file(wildcards):
+    return str(find_video(dataset_path(PREPARE_CFG["movies"]), wildcards.video))
+
+
+def video_file(wildcards):
+    return video_path(wildcards.video)
 
 
 def clip_window_inputs(wildcards):
@@ -165,21 +210,8 @@ def flow_inputs(wildcards):
     return {"frames": FRAMES.format(video=wildcards.video), **clip_window_inputs(wildcards)}
 
 
-def clip_windows_arg(input, modality=None):
-    if "keyframes" not in input.keys():
-        return ""
-    return f"--keyframes {input.keyframes} --context-s {clip_context_s(config, modality):.6f}"
-
-
-def flow_params(wildcards):
-    """The flow section with only this method's parameters: changing TV-L1's leaves Farneback's flow alone."""
-    flow = config["flow"]
-    return section_json({"bound": flow["bound"], "jpeg_quality": flow["jpeg_quality"],
-                         wildcards.method: flow[wildcards.method]})
-
-
-def ground_truth_arg(input):
-    return f"--ground-truth {input.ground_truth}" if "ground_truth" in input.keys() else ""
+def optional_ground_truth(split):
+    return {"ground_truth": GROUND_TRUTH.format(split=split)} if has_ground_truth(split) else {}
 
 
 def detect_inputs(wildcards):
@@ -200,11 +232,12 @@ def precomputed_inputs(wildcards):
 
 
 def finetune_inputs(wildcards):
+    modality = BACKBONES[wildcards.backbone]["modality"]
     return {
         "label_map": LABEL_MAP,
         "ground_truth": GROUND_TRUTH.format(split=TRAIN_SPLIT),
-        "detections": BOXES.format(split=TRAIN_SPLIT),
-        "stores": backbone_stores(wildcards.backbone, TRAIN_SPLIT),
+        "boxes": BOXES.format(split=TRAIN_SPLIT),
+        "stores": [store_path(modality, v) for v in videos_of(TRAIN_SPLIT)],
     }
 
 
@@ -214,28 +247,14 @@ def features_inputs(wildcards):
         "weights": BACKBONE_WEIGHTS.format(backbone=wildcards.backbone),
         "store": store_path(BACKBONES[wildcards.backbone]["modality"], wildcards.video),
         "keyframes": KEYFRAMES.format(split=split),
-        "detections": BOXES.format(split=split),
+        "boxes": BOXES.format(split=split),
         "label_map": LABEL_MAP,
         **optional_ground_truth(split),
     }
 
 
-def model_features(model, split):
-    """Every features file that ``model`` reads on ``split``: those of each of its backbones."""
-    return [path for backbone in model_backbones(MODELS[model]) for path in features_of(backbone, split)]
-
-
-def model_features_args(model, split):
-    """``--features`` once per backbone of ``model``, each with that backbone's files of ``split``."""
-    return " ".join("--features " + " ".join(features_of(backbone, split))
-                    for backbone in model_backbones(MODELS[model]))
-
-
 def head_inputs(wildcards):
-    return {
-        "features": model_features(wildcards.model, TRAIN_SPLIT),
-        "label_map": LABEL_MAP,
-    }
+    return {"features": model_features(wildcards.model, TRAIN_SPLIT), "label_map": LABEL_MAP}
 
 
 def predict_inputs(wildcards):
@@ -246,6 +265,11 @@ def predict_inputs(wildcards):
     }
 
 
+def fuse_inputs(wildcards):
+    models = FUSIONS[wildcards.fusion]["models"]
+    return {"logits": expand(LOGITS, model=models, split=wildcards.split), "label_map": LABEL_MAP}
+
+
 def evaluate_inputs(wildcards):
     return {
         "predictions": PREDICTIONS.format(model=wildcards.model, split=wildcards.split),
@@ -253,3 +277,16 @@ def evaluate_inputs(wildcards):
         "excluded": EXCLUDED.format(split=wildcards.split),
         "label_map": LABEL_MAP,
     }
+
+
+# --- command-line pieces --------------------------------------------------------------------
+def flag(name, input, key):
+    """``--name FILE`` when the rule's input has ``key``, else nothing."""
+    return f"--{name} {input[key]}" if key in input.keys() else ""
+
+
+def features_args(model, split):
+    """``--features`` once per backbone of ``model``, each with that backbone's files of ``split``."""
+    return " ".join(
+        "--features " + " ".join(features_of(backbone, split)) for backbone in model_backbones(MODELS[model])
+    )

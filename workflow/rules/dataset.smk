@@ -5,15 +5,15 @@ rule dataset:
     output:
         manifest=MANIFEST,
         label_map=LABEL_MAP,
-        ground_truth=[GROUND_TRUTH.format(split=s) for s in SPLITS if has_ground_truth(s)],
+        ground_truth=expand(GROUND_TRUTH, split=ground_truth_splits()),
         excluded=expand(EXCLUDED, split=SPLITS),
         keyframes=expand(KEYFRAMES, split=SPLITS),
-    params:
-        json=params_json(DATASET_CFG),
-        out_dir=f"{R}/dataset",
     log:
         f"{LOGS}/dataset.log",
     conda:
         "../../envs/media.yaml"
+    params:
+        json=to_json(dataset_params(config)),
     shell:
-        "python -m pipeline.dataset --params {params.json:q} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m pipeline.stages.dataset --params {params.json:q} --out-dir $(dirname {output.manifest})"
+        " > {log} 2>&1"

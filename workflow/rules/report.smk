@@ -6,15 +6,14 @@ rule report:
         label_map=LABEL_MAP,
     output:
         index=REPORT,
-        table1=f"{R}/report/table1.md",
-    params:
-        json=section_json({"models": MODELS, "backbones": BACKBONES, "fusions": FUSIONS,
-                           "baseline": BASELINE, "eval_splits": EVAL_SPLITS}),
-        out_dir=f"{R}/report",
+        table1=REPORT_TABLE1,
+        figures=REPORT_FIGURES,
     log:
         f"{LOGS}/report.log",
     conda:
         "../../envs/models.yaml"
+    params:
+        json=to_json(report_params(config, BASELINE)),
     shell:
-        "python -m pipeline.report --evaluations {input.evaluations} --detect-metrics {input.detect_metrics}"
-        " --label-map {input.label_map} --out-dir {params.out_dir} --params {params.json:q} > {log} 2>&1"
+        "python -m pipeline.stages.report --evaluations {input.evaluations} --detect-metrics {input.detect_metrics}"
+        " --label-map {input.label_map} --out {output.index} --params {params.json:q} > {log} 2>&1"

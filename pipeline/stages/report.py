@@ -1,12 +1,17 @@
-"""The report: every model's frame-mAP beside the class-prior baseline, the detector's recall, figures.
+"""Report stage: every model's frame-mAP beside the class-prior baseline, the detector's recall, figures.
 
-Writes ``index.md`` (the front page: mAP table, mAP per label type, detector metrics, AP per class),
-``table1.md`` (the paper's Table I for the models that ran) and PNG figures, and prints the mAP table.
+    python -m pipeline.stages.report --evaluations results/eval/{model}/{split}.json ...
+        --detect-metrics results/detect/{split}.metrics.json ... --label-map L --out results/report/index.md
+        --params ReportParams
+
+Writes, beside ``--out`` (``index.md``: the front page: mAP table, mAP per label type, detector
+metrics, AP per class), ``table1.md`` (the paper's Table I for the models that ran) and, per
+evaluated split, ``ap_per_class_{split}.png`` and ``pr_best_{split}.png`` (the precision-recall
+curves of the best model); prints the mAP table.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,7 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.ava import formats  # noqa: E402
-from pipeline.config import model_backbones  # noqa: E402
+from pipeline.cli import add_params_argument, read_params, stage_parser  # noqa: E402
+from pipeline.params import BackboneParams, ReportParams  # noqa: E402
 from pipeline.store import atomic_path, write_text  # noqa: E402
 
 LABEL_TYPE_TITLES = {"PERSON_MOVEMENT": "pose", "OBJECT_MANIPULATION": "object", "PERSON_INTERACTION": "interaction"}
@@ -43,35 +49,35 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
-def describe(model: str, params: dict[str, Any]) -> dict[str, str]:
+def describe(model: str, params: ReportParams) -> dict[str, str]:
     """Input, modality and operation of a model, as the paper's Table I names them."""
-    if model == params["baseline"]:
+    if model == params.baseline:
         return {"input": "–", "modality": "–", "operation": "class prior (train frequency)"}
     if model.startswith("fusion-"):
-        fusion = params["fusions"][model[len("fusion-"):]]
-        return {"input": "–", "modality": " + ".join(fusion["models"]), "operation": f"fusion: {fusion['strategy']}"}
-    spec = params["models"][model]
-    backbones = [params["backbones"][name] for name in model_backbones(spec)]
-    head = f"{'ATR' if spec['head'] == 'atr' else 'linear'} head"
-    operation = " + ".join(b["arch"] for b in backbones)
+        fusion = params.fusions[model[len("fusion-"):]]
+        return {"input": "–", "modality": " + ".join(fusion.models), "operation": f"fusion: {fusion.strategy}"}
+    spec = params.models[model]
+    backbones = [params.backbones[name] for name in spec.backbones]
+    head = f"{'ATR' if spec.head == 'atr' else 'linear'} head"
+    operation = " + ".join(b.arch for b in backbones)
     if len(backbones) > 1:
-        operation += f" features {spec.get('combine', 'concat')}"
+        operation += f" features {spec.combine}"
     return {
         "input": " + ".join(_input_shape(b) for b in backbones),
-        "modality": " + ".join(b["modality"] for b in backbones),
+        "modality": " + ".join(b.modality for b in backbones),
         "operation": f"{operation}, {head}",
     }
 
 
-def _input_shape(backbone: dict[str, Any]) -> str:
-    if backbone["modality"] == "audio":
+def _input_shape(backbone: BackboneParams) -> str:
+    if backbone.modality == "audio":
         return "log-mel window of the keyframe's second"
-    return f"(3, {backbone['clip_frames']}, {backbone['input_size']}, {backbone['input_size']})"
+    return f"(3, {backbone.clip_frames}, {backbone.input_size}, {backbone.input_size})"
 
 
-def map_table(evals: dict[str, dict[str, dict[str, Any]]], splits: list[str], params: dict[str, Any]) -> str:
+def map_table(evals: dict[str, dict[str, dict[str, Any]]], splits: list[str], params: ReportParams) -> str:
     """Markdown table: model, what it is, mAP per split and the gain over the baseline."""
-    baseline = evals.get(params["baseline"], {})
+    baseline = evals.get(params.baseline, {})
     head = "| model | modality | operation | " + " | ".join(f"mAP {s} (%)" for s in splits)
     head += " | " + " | ".join(f"vs baseline {s}" for s in splits) + " |"
     lines = [head, "|" + " --- |" * (3 + 2 * len(splits))]
@@ -81,7 +87,7 @@ def map_table(evals: dict[str, dict[str, dict[str, Any]]], splits: list[str], pa
         gains = []
         for s, m in zip(splits, maps):
             b = baseline.get(s, {}).get("mAP")
-            gains.append("–" if m is None or b is None or model == params["baseline"] else f"{100 * (m - b):+.2f}")
+            gains.append("–" if m is None or b is None or model == params.baseline else f"{100 * (m - b):+.2f}")
         lines.append(f"| {model} | {d['modality']} | {d['operation']} | " + " | ".join(pct(m) for m in maps)
                      + " | " + " | ".join(gains) + " |")
     return "\n".join(lines)
@@ -123,7 +129,7 @@ def detector_table(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def table1(evals: dict[str, dict[str, dict[str, Any]]], split: str, params: dict[str, Any]) -> str:
+def table1(evals: dict[str, dict[str, dict[str, Any]]], split: str, params: ReportParams) -> str:
     """The paper's Table I (model, input, modality, operation, mAP) for what ran, on one split."""
     lines = [f"# Table I: results on the {split} split", "",
              "| Model | Input | Modality | Operation | mAP (%) |", "| --- | --- | --- | --- | --- |"]
@@ -179,9 +185,9 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def build_report(evals: dict[str, dict[str, dict[str, Any]]], detect: dict[str, dict[str, Any]],
-                 label_map: formats.LabelMap, params: dict[str, Any], out_dir: Path) -> str:
+                 label_map: formats.LabelMap, params: ReportParams, out_dir: Path) -> str:
     """Write index.md, table1.md and the figures; return the mAP table."""
-    splits = params["eval_splits"]
+    splits = params.eval_splits
     table = map_table(evals, splits, params)
     sections = ["# AVA action localization: report", "",
                 "Frame-mAP at IoU 0.5 (AVA's evaluation), every model beside the class-prior baseline "
@@ -189,15 +195,16 @@ def build_report(evals: dict[str, dict[str, dict[str, Any]]], detect: dict[str, 
                 "## mAP", "", table, "",
                 "## Person detector (region proposals)", "", detector_table(detect), ""]
     for split in splits:
-        best = max((m for m in evals if m != params["baseline"]),
+        best = max((m for m in evals if m != params.baseline),
                    key=lambda m: evals[m].get(split, {}).get("mAP") or 0.0, default=None)
         plot_per_class(evals, split, label_map, out_dir / f"ap_per_class_{split}.png")
         sections += [f"## {split}: mAP per label type (%)", "", type_table(evals, split), "",
                      f"## {split}: AP per class (%)", "", class_table(evals, split, label_map), "",
                      f"![AP per class]({f'ap_per_class_{split}.png'})", ""]
+        plot_pr(evals[best][split] if best is not None else {}, label_map, f"precision-recall, {best}, {split}",
+                out_dir / f"pr_best_{split}.png")
         if best is not None:
-            plot_pr(evals[best][split], label_map, f"precision-recall, {best}, {split}", out_dir / f"pr_{best}_{split}.png")
-            sections += [f"Precision-recall of the best model ({best}):", "", f"![PR](pr_{best}_{split}.png)", ""]
+            sections += [f"Precision-recall of the best model ({best}):", "", f"![PR](pr_best_{split}.png)", ""]
     sections += ["Table I in the paper's form: [table1.md](table1.md).", ""]
     write_text(out_dir / "index.md", "\n".join(sections))
     write_text(out_dir / "table1.md", "\n".join(table1(evals, s, params) for s in splits))
@@ -205,17 +212,17 @@ def build_report(evals: dict[str, dict[str, dict[str, Any]]], detect: dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])
+    parser = stage_parser("pipeline.stages.report", __doc__)
     parser.add_argument("--evaluations", nargs="+", required=True, help="results/eval/{model}/{split}.json")
     parser.add_argument("--detect-metrics", nargs="*", default=[], help="results/detect/{split}.metrics.json")
     parser.add_argument("--label-map", required=True)
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--params", required=True, help="JSON: models, backbones, fusions, baseline, eval_splits")
+    parser.add_argument("--out", required=True, help="results/report/index.md; the other files go beside it")
+    add_params_argument(parser, ReportParams)
     args = parser.parse_args(argv)
-    params = json.loads(args.params)
+    params = read_params(parser, ReportParams, args.params)
     evals = load_evaluations(args.evaluations)
     detect = {Path(p).name.split(".")[0]: json.loads(Path(p).read_text()) for p in args.detect_metrics}
-    table = build_report(evals, detect, formats.read_label_map(args.label_map), params, Path(args.out_dir))
+    table = build_report(evals, detect, formats.read_label_map(args.label_map), params, Path(args.out).parent)
     print(table)
     return 0
 

@@ -1,11 +1,12 @@
-"""Features stage: the finetuned backbone's ROI features and context maps for one video's keyframes.
+"""Feature stores: the files of ROI features and context maps that the features stage writes and the
+head and predict stages read (one per backbone and video), and how several backbones' are combined.
 
-Rows are every ground-truth person box (when ``--ground-truth`` is given) and every detection of the
-video's keyframes. Ground-truth boxes and the detections that overlap one (``training_boxes``) carry
-labels and ``train_mask``; other detections have zero labels. Every keyframe gets its context map,
-with or without boxes.
+Rows are every ground-truth person box (when the split has ground truth) and every detected box of
+the video's keyframes. Ground-truth boxes and the detections that overlap one (``training_boxes``)
+carry labels and ``train_mask``; other detections have zero labels. Every keyframe has its context
+map, with or without boxes.
 
-Output HDF5 (``results/features/{backbone}/{split}/{video}.h5``):
+Layout (``results/features/{backbone}/{split}/{video}.h5``):
 - ``t`` int64 [K]: keyframe timestamps (AVA seconds), sorted
 - ``box`` float32 [N, 4] normalized x1, y1, x2, y2; ``box_t`` int64 [N] timestamp of each row;
   ``box_score`` float32 [N] (1 for ground truth); ``box_source`` uint8 [N] (0 ground truth,
@@ -17,29 +18,20 @@ Output HDF5 (``results/features/{backbone}/{split}/{video}.h5``):
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 import torch
 
-from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, read_ground_truth, read_label_map
-from pipeline.data.clips import ClipSpec, load_clip, open_store, pad_clips, rois_in_pixels
-from pipeline.dataset import read_keyframes
+from pipeline.ava.formats import AvaRows, LabelMap
 from pipeline.detect.training_boxes import DETECTION, training_boxes
 from pipeline.errors import InputError
 from pipeline.models.atr import outside_mask
-from pipeline.progress import progress
+from pipeline.params import ModelParams
 from pipeline.store import atomic_path, set_h5_provenance
-from pipeline.train.finetune import build_detector
-
-KEYFRAME_BATCH = 8
 
 
 @dataclass
@@ -84,34 +76,6 @@ def rows_of_video(rows: AvaRows, video_id: str) -> AvaRows:
     return rows.take(rows.video_id == video_id)
 
 
-@torch.no_grad()
-def extract(model: torch.nn.Module, store_path: str | Path, spec: ClipSpec, times: np.ndarray,
-            box_t: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """ROI features and context maps of one video.
-
-    times: int64 [K] keyframes; box_t: int64 [N] (each in ``times``); boxes: float32 [N, 4] normalized.
-    Returns roi float32 [N, D], context float32 [K, D, h, w] and the input (H, W) (audio: the
-    window's (n_mels, frames)).
-    """
-    model.eval()
-    roi = None
-    contexts = []
-    with open_store(store_path, spec) as store:
-        batches = [times[i:i + KEYFRAME_BATCH] for i in range(0, len(times), KEYFRAME_BATCH)]
-        for batch_times in progress(batches, desc=f"features {Path(store_path).stem}", unit="batch"):
-            clip_list = [load_clip(store, float(t), spec) for t in batch_times]
-            shape = tuple(clip_list[0].shape[2:])   # a video's clips share one input size
-            clips = pad_clips(clip_list)
-            rows = [np.flatnonzero(box_t == t) for t in batch_times]
-            rois = rois_in_pixels([boxes[r] for r in rows], [shape] * len(batch_times))
-            batch_roi, context = model.features(clips, rois)
-            if roi is None:
-                roi = np.zeros((len(boxes), batch_roi.shape[1]), np.float32)
-            roi[np.concatenate(rows)] = batch_roi.numpy()
-            contexts.append(context.numpy())
-    return roi, np.concatenate(contexts), shape
-
-
 def write_features(path: str | Path, video_id: str, times: np.ndarray, rows: FeatureRows, roi: np.ndarray,
                    context: np.ndarray, input_hw: tuple[int, int], spatial_stride: int,
                    label_map: LabelMap, params: dict[str, Any]) -> None:
@@ -139,32 +103,6 @@ def _float16(values: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(half).all():
         raise ValueError(f"{name} features are not finite in float16 (max |value| {np.abs(values).max():.3g})")
     return half
-
-
-def video_features(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    label_map = read_label_map(args.label_map)
-    times = np.unique(rows_of_video(read_keyframes(args.keyframes), args.video_id).timestamp)
-    detections = rows_of_video(read_boxes(args.detections), args.video_id)
-    gt = rows_of_video(read_ground_truth(args.ground_truth), args.video_id) if args.ground_truth else None
-    for name, part in (("detections", detections), ("ground truth", gt)):
-        if part is not None and not np.isin(part.timestamp, times).all():
-            stray = sorted(set(part.timestamp.tolist()) - set(times.tolist()))
-            raise InputError(args.keyframes, f"{name} of {args.video_id} at timestamps that are not keyframes: {stray[:5]}")
-    if len(times) == 0:
-        raise InputError(args.keyframes, f"no keyframe of video {args.video_id!r}")
-    iou_threshold = float(params["train_box_iou"]) if gt is not None else 0.0
-    rows = feature_rows(detections, gt, label_map, iou_threshold)
-
-    model = build_detector(params, len(label_map))
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    model.backbone.load_state_dict(state["backbone"])
-    model.head.load_state_dict(state["head"])
-    spec = ClipSpec.from_params(params)
-    roi, context, input_hw = extract(model, args.store, spec, times, rows.boxes.timestamp, rows.boxes.box)
-    write_features(args.out, args.video_id, times, rows, roi, context, input_hw,
-                   model.backbone.spatial_stride, label_map, params)
-    print(f"{args.video_id}: {len(times)} keyframes, {len(rows.source)} boxes "
-          f"({int((rows.source == DETECTION).sum())} detections) -> {args.out}", file=sys.stderr)
 
 
 @dataclass
@@ -241,7 +179,7 @@ FEATURE_COMBINES = ("concat", "add")
 _ROW_FIELDS = ("video_id", "box_t", "box", "box_score", "box_source", "train_mask", "label")
 
 
-def combine_features(parts: list[Features], how: str = "concat", with_context: bool = True) -> Features:
+def combine_features(parts: list[Features], how: str, with_context: bool) -> Features:
     """The features of several backbones for the same rows, combined (paper II.B (i) and (iv)).
 
     ``roi`` [N, D_i] -> [N, sum D_i] (``concat``) or [N, D] (``add``, every D_i equal); ``context``
@@ -276,43 +214,13 @@ def combine_features(parts: list[Features], how: str = "concat", with_context: b
     return replace(first, roi=roi, context=context)
 
 
-def read_model_features(groups: list[list[str | Path]], label_map: LabelMap, model: dict[str, Any]) -> Features:
-    """The features that the ``models`` entry ``model`` reads: one group of files per backbone,
-    combined by :func:`combine_features` (its ``combine``; context kept for an ``atr`` head) when
-    there are several."""
+def read_model_features(groups: list[list[str | Path]], label_map: LabelMap, model: ModelParams) -> Features:
+    """The features that ``model`` reads: one group of files per backbone, combined by
+    :func:`combine_features` (its ``combine``; context kept for an ``atr`` head) when there are several."""
+    if len(groups) != len(model.backbones):
+        raise ValueError(f"the model reads {len(model.backbones)} backbones' features "
+                         f"({', '.join(model.backbones)}), given {len(groups)} groups of files")
     parts = [read_features(group, label_map) for group in groups]
     if len(parts) == 1:
         return parts[0]
-    return combine_features(parts, model.get("combine", "concat"), with_context=model.get("head") == "atr")
-
-
-def add_features_argument(parser: argparse.ArgumentParser, files: str) -> None:
-    """``--features``: a model's ``files`` (features files), one backbone's per use of the flag."""
-    parser.add_argument("--features", nargs="+", action="append", required=True,
-                        help=f"{files}, one backbone's; repeat the flag for each backbone of the model")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.features", description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", required=True, help="finetuned backbone.pt")
-    parser.add_argument("--store", required=True, help="the video's frame or flow store (.h5)")
-    parser.add_argument("--video-id", help="default: the store's stem (write --video-id=ID for ids that start with '-')")
-    parser.add_argument("--keyframes", required=True, help="split's keyframes CSV (video_id,timestamp)")
-    parser.add_argument("--detections", required=True, help="split's person boxes CSV")
-    parser.add_argument("--ground-truth", help="split's ground truth CSV (labels the rows)")
-    parser.add_argument("--label-map", required=True)
-    parser.add_argument("--out", required=True, help="features file (.h5)")
-    parser.add_argument("--params", required=True,
-                        help="backbone section as JSON, with train_box_iou when --ground-truth is given")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    if args.video_id is None:
-        args.video_id = Path(args.store).stem
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    video_features(args, json.loads(args.params))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return combine_features(parts, model.combine, with_context=model.head == "atr")

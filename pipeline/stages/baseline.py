@@ -1,4 +1,7 @@
-"""The class-prior baseline: what learning nothing gives.
+"""Baseline stage: the class prior, what learning nothing gives.
+
+    python -m pipeline.stages.baseline --train-ground-truth results/dataset/{train}.gt.csv
+        --boxes results/detect/{split}.boxes.csv --label-map L --out results/predictions/baseline-prior/{split}.csv
 
 Every detected box gets, for each class, that class's frequency among the train split's person
 boxes (the share of person boxes that carry it). It uses the same boxes as the models, so its mAP
@@ -7,12 +10,12 @@ is the floor every model's mAP is read against.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from pipeline.ava import formats
+from pipeline.cli import stage_parser
 from pipeline.scores import to_detections
 from pipeline.store import write_sidecar
 
@@ -31,7 +34,7 @@ def class_prior(ground_truth: formats.AvaRows, label_map: formats.LabelMap) -> n
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.baseline", description=__doc__.splitlines()[0])
+    parser = stage_parser("pipeline.stages.baseline", __doc__)
     parser.add_argument("--train-ground-truth", required=True)
     parser.add_argument("--boxes", required=True, help="detected person boxes of the split (results/detect/{split}.boxes.csv)")
     parser.add_argument("--label-map", required=True)

@@ -1,0 +1,38 @@
+"""What every stage's command line shares: its parser, its typed ``--params`` and its thread count."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TypeVar
+
+from pipeline.params import ParamsError, parse_params
+
+P = TypeVar("P")
+
+
+def stage_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m <module>``, described by the first line of the module's docstring."""
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").strip().splitlines()[0])
+
+
+def add_params_argument(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--params``: the stage's :mod:`pipeline.params` object as JSON (``pipeline.config`` builds it)."""
+    parser.add_argument("--params", required=True, help=f"{cls.__name__} as JSON (pipeline.config builds it)")
+
+
+def read_params(parser: argparse.ArgumentParser, cls: type[P], text: str) -> P:
+    """The ``cls`` object of ``--params``; a bad one ends the program with the parser's usage error."""
+    try:
+        return parse_params(cls, text)
+    except ParamsError as err:
+        parser.error(str(err))
+        raise  # unreachable: parser.error exits
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch and OpenCV (the job's ``threads:``)."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)

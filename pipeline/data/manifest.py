@@ -1,0 +1,158 @@
+"""The dataset's videos: finding them, the split lists, the keyframe grid, and the manifest.
+
+The manifest (``results/dataset/manifest.parquet``, written by ``pipeline.stages.dataset``) holds a
+row per video (:class:`VideoInfo`) with the probe's facts; every later stage that needs a video's
+length, size or split reads it with :func:`read_manifest`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.ava import formats
+from pipeline.errors import InputError
+from pipeline.params import DatasetParams, SplitFiles, as_dict
+from pipeline.store import atomic_path, provenance
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """One row of the manifest: the video's split and file, the probe's facts
+    (:class:`pipeline.media.probe.VideoProbe`) and the AVA time of its video time 0."""
+
+    video_id: str
+    split: str
+    path: str
+    fps: float
+    n_frames: int
+    duration_s: float
+    width: int
+    height: int
+    has_audio: bool
+    time_offset: float
+
+
+def find_video(videos_dir: str | Path, video_id: str) -> Path:
+    """The file of ``video_id`` in ``videos_dir`` (any of :data:`VIDEO_EXTENSIONS`)."""
+    videos_dir = Path(videos_dir)
+    for ext in VIDEO_EXTENSIONS:
+        candidate = videos_dir / f"{video_id}{ext}"
+        if candidate.exists():
+            return candidate
+    raise InputError(videos_dir, f"no video file for video id {video_id!r} (looked for {', '.join(VIDEO_EXTENSIONS)})")
+
+
+def read_video_list(path: str | Path) -> list[str]:
+    """Video ids of a split list: one per line; blank lines and ``#`` comments are skipped.
+
+    AVA's file-name lists (``id.mkv``) are accepted: the extension is removed.
+    """
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for line_no, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if any(c.isspace() or c == "," for c in text):
+            raise InputError(path, f"a video id has no spaces or commas: {text!r}", line_no)
+        stem = Path(text).stem if Path(text).suffix.lower() in VIDEO_EXTENSIONS else text
+        if stem in seen:
+            raise InputError(path, f"video id {stem!r} listed twice (first on line {seen[stem]})", line_no)
+        seen[stem] = line_no
+        ids.append(stem)
+    return ids
+
+
+def split_video_ids(root: str | Path, split: SplitFiles) -> list[str]:
+    """The video ids of one split: its list file when it has one, else the ids of its ground truth
+    in file order (the schema requires one of the two)."""
+    root = Path(root)
+    if split.videos:
+        return read_video_list(root / split.videos)
+    if split.ground_truth:
+        gt = formats.read_ground_truth(root / split.ground_truth)
+        return list(dict.fromkeys(gt.video_id.tolist()))
+    raise ValueError("a split needs `videos` (a list file) or `ground_truth`")
+
+
+def all_video_ids(params: DatasetParams) -> dict[str, str]:
+    """``{video_id: split}`` over every split, in split and list order; a video in two splits is an
+    :class:`InputError` naming the second split's file."""
+    owner: dict[str, str] = {}
+    for name, split in params.splits.items():
+        for vid in split_video_ids(params.root, split):
+            if vid in owner:
+                source = Path(params.root) / (split.videos or split.ground_truth or "")
+                raise InputError(source, f"video {vid!r} is in both splits {owner[vid]!r} and {name!r}")
+            owner[vid] = name
+    return owner
+
+
+def keyframe_times(duration_s: float, time_offset: float, margin: float) -> np.ndarray:
+    """Integer AVA-timeline seconds from ``offset + margin`` to ``offset + duration - margin``: int64 [K]."""
+    first = int(np.ceil(time_offset + margin))
+    last = int(np.floor(time_offset + duration_s - margin))
+    return np.arange(first, last + 1, dtype=np.int64)
+
+
+def keyframes_for_split(videos: list[VideoInfo], gt: formats.AvaRows | None,
+                        excluded: set[tuple[str, int]], margin: float) -> formats.AvaRows:
+    """Keyframes to predict on: the regular grid of each video, plus keyframes with ground truth, less excluded.
+
+    Returns AvaRows [K] with zero boxes (:func:`pipeline.ava.formats.keyframe_rows`), sorted by
+    (video order, timestamp).
+    """
+    vids: list[str] = []
+    times: list[int] = []
+    for info in videos:
+        grid = set(keyframe_times(info.duration_s, info.time_offset, margin).tolist())
+        if gt is not None:
+            grid |= set(gt.timestamp[gt.video_id == info.video_id].tolist())
+        kept = sorted(t for t in grid if (info.video_id, t) not in excluded)
+        vids += [info.video_id] * len(kept)
+        times += kept
+    return formats.keyframe_rows(vids, times)
+
+
+def probe_video(video_id: str, split: str, path: Path, time_offset: float) -> VideoInfo:
+    """The manifest row of one video file (:func:`pipeline.media.probe.probe`: one decode)."""
+    from pipeline.media.probe import probe  # PyAV and ffmpeg only where videos are probed
+
+    return VideoInfo(video_id=video_id, split=split, path=str(path), **asdict(probe(path)),
+                     time_offset=float(time_offset))
+
+
+def write_manifest(path: str | Path, videos: list[VideoInfo], params: DatasetParams) -> None:
+    """Write the manifest parquet (a column per :class:`VideoInfo` field) with provenance in its schema metadata."""
+    columns = {f.name: [getattr(v, f.name) for v in videos] for f in fields(VideoInfo)}
+    table = pa.table(columns)
+    meta = {k: v.encode() for k, v in provenance("dataset", as_dict(params)).items()}
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_manifest(path: str | Path) -> list[VideoInfo]:
+    """Read the manifest parquet into :class:`VideoInfo` rows."""
+    table = pq.read_table(path)
+    names = [f.name for f in fields(VideoInfo)]
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise InputError(path, f"manifest lacks columns {missing}")
+    cols = {n: table.column(n).to_pylist() for n in names}
+    return [VideoInfo(**{n: cols[n][i] for n in names}) for i in range(table.num_rows)]
+
+
+def manifest_row(videos: list[VideoInfo], video_id: str, manifest_path: str | Path = "manifest") -> VideoInfo:
+    """The manifest row of ``video_id``."""
+    for info in videos:
+        if info.video_id == video_id:
+            return info
+    raise InputError(manifest_path, f"video {video_id!r} is not in the manifest")

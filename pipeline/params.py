@@ -1,0 +1,226 @@
+"""The typed parameters of every stage: what a stage takes, and nothing else.
+
+:mod:`pipeline.config` builds them from the validated config (``stage_params``), where the schema
+has already filled in every default; the Snakemake rules pass them to the stage as ``--params``
+JSON, and the stage's ``main`` reads them back with :func:`parse_params`. No field has a default
+here: the schema (``workflow/schemas/config.schema.yaml``) is the one place of defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+P = TypeVar("P")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """An optimizer run: ``detect.train``, a backbone's ``finetune`` or a model's ``train``."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    optimizer: str               # sgd | adamw
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFiles:
+    """One split of ``dataset.splits``, paths relative to the dataset root."""
+
+    ground_truth: str | None
+    excluded: str | None
+    videos: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetParams:
+    """The ``dataset`` stage."""
+
+    root: str
+    videos: str
+    label_map: str
+    time_offset: float
+    keyframe_margin: float
+    splits: dict[str, SplitFiles]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareParams:
+    """The ``prepare`` stage: the AVA segment cut from each movie."""
+
+    start: float
+    duration: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FramesParams:
+    """The ``frames`` stage. ``context_s``: seconds kept each side of a keyframe (window ``clips``)."""
+
+    short_side: int
+    fps: float
+    window: str                  # all | clips
+    jpeg_quality: int
+    time_offset: float
+    context_s: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowParams:
+    """The ``flow`` stage for one method; ``options``: that method's OpenCV parameters."""
+
+    method: str                  # farneback | tvl1
+    bound: float
+    jpeg_quality: int
+    options: dict[str, Any]
+    context_s: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioParams:
+    """The ``audio`` stage."""
+
+    sample_rate: int
+    n_mels: int
+    n_fft: int
+    hop: int
+    window_s: float
+    time_offset: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorParams:
+    """The person detector: ``detector_train``, ``detect`` and ``detect_precomputed``."""
+
+    arch: str
+    weights: str | None
+    min_size: int
+    max_size: int | None
+    train: TrainSettings
+    score_threshold: float
+    nms_iou: float
+    max_per_keyframe: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneParams:
+    """One backbone: ``finetune`` and ``features``. Audio has no clip or ROI keys (None)."""
+
+    arch: str
+    modality: str                # rgb | flow/<method> | audio
+    clip_frames: int | None
+    clip_stride: int | None
+    input_size: int | None
+    roi_size: int | None
+    roi_pool: str                # max | avg
+    weights: str | None
+    finetune: TrainSettings
+    seed: int
+    train_box_iou: float         # detections this close to a ground-truth box are training boxes
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """One model (a head on one or several backbones' features): ``head`` and ``predict``."""
+
+    backbones: list[str]
+    combine: str                 # concat | add (several backbones)
+    head: str                    # linear | atr
+    train: TrainSettings
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionParams:
+    """The ``fuse`` stage."""
+
+    models: list[str]
+    strategy: str                # mean_prob | mean_logit | topk_logit
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    """The ``evaluate`` stage."""
+
+    iou: float
+    capacity: int | None
+    variant: str                 # 2019 | 2020
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportParams:
+    """The ``report`` stage: what each row of the tables is made of."""
+
+    models: dict[str, ModelParams]
+    backbones: dict[str, BackboneParams]
+    fusions: dict[str, FusionParams]
+    baseline: str
+    eval_splits: list[str]
+
+
+class ParamsError(ValueError):
+    """``--params`` does not hold the fields of the stage's parameter type."""
+
+
+def to_json(params: Any) -> str:
+    """Canonical JSON of a parameter object (sorted keys, no spaces): Snakemake re-runs a stage
+    when, and only when, this text changes."""
+    return json.dumps(dataclasses.asdict(params), sort_keys=True, separators=(",", ":"))
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """A parameter object as plain data (for provenance)."""
+    return dataclasses.asdict(params)
+
+
+def parse_params(cls: type[P], text: str) -> P:
+    """The ``cls`` object that ``text`` (its :func:`to_json`) holds; :class:`ParamsError` names a
+    missing, unknown or mistyped field by its path."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ParamsError(f"--params is not JSON: {err}") from None
+    return build(cls, data, cls.__name__)
+
+
+def build(cls: Any, data: Any, where: str) -> Any:
+    """``data`` (plain JSON values) as an instance of the type ``cls``, checked field by field."""
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(cls)
+        if data is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return build(inner, data, where)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, dict):
+            raise ParamsError(f"{where}: expected an object, got {data!r}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            raise ParamsError(f"{where}: missing {missing}, unknown {unknown}")
+        return cls(**{n: build(hints[n], data[n], f"{where}.{n}") for n in names})
+    if origin is dict:
+        _, value_type = typing.get_args(cls)
+        if not isinstance(data, dict):
+            raise ParamsError(f"{where}: expected an object, got {data!r}")
+        return {str(k): build(value_type, v, f"{where}.{k}") for k, v in data.items()}
+    if origin is list:
+        (item_type,) = typing.get_args(cls)
+        if not isinstance(data, list):
+            raise ParamsError(f"{where}: expected a list, got {data!r}")
+        return [build(item_type, v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if cls is Any:
+        return data
+    if cls is float and isinstance(data, (int, float)) and not isinstance(data, bool):
+        return float(data)
+    if cls in (int, str, bool) and type(data) is cls:
+        return data
+    raise ParamsError(f"{where}: expected {getattr(cls, '__name__', cls)}, got {data!r}")

@@ -1,0 +1,100 @@
+"""Dataset stage: validate an AVA-layout dataset and write the manifest every other stage reads.
+
+    python -m pipeline.stages.dataset --params DatasetParams --out-dir results/dataset
+
+Reads, under ``params.root``: the folder of videos, the label map, and per split a ground-truth
+CSV, an excluded-timestamps CSV and a list of video ids (each optional where AVA allows it: a test
+split has no ground truth; a split without a list takes the ids of its ground truth).
+
+Writes (``--out-dir``):
+- ``manifest.parquet``: a row per video (:class:`pipeline.data.manifest.VideoInfo`), every video probed;
+- ``{split}.gt.csv``: validated ground truth, label-map classes only (rows of other classes are
+  counted in the log, never dropped silently);
+- ``{split}.excluded.csv``: the excluded keyframes (``video_id,timestamp``);
+- ``{split}.keyframes.csv``: ``video_id,timestamp`` of every keyframe to detect and predict on:
+  each integer second from ``time_offset + margin`` to ``time_offset + duration - margin``, plus any
+  keyframe that has ground truth, less the excluded ones;
+- ``label_map.pbtxt``: the label map, in the form with label types.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.ava import formats
+from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.data.manifest import (VideoInfo, find_video, keyframes_for_split, probe_video, split_video_ids,
+                                    write_manifest)
+from pipeline.errors import InputError
+from pipeline.params import DatasetParams
+
+
+def filter_to_label_map(rows: formats.AvaRows, label_map: formats.LabelMap, path: str | Path) -> formats.AvaRows:
+    """Keep rows whose action is in the label map; say on stderr how many of each other id were left out."""
+    known = label_map.index_array(rows.action_id) >= 0
+    if not known.all():
+        ids, counts = np.unique(rows.action_id[~known], return_counts=True)
+        listed = ", ".join(f"{i} ({c} rows)" for i, c in zip(ids.tolist(), counts.tolist()))
+        print(f"{path}: {int((~known).sum())} rows have action ids outside the label map and are left out: {listed}",
+              file=sys.stderr)
+    return rows.take(known)
+
+
+def check_gt_videos(rows: formats.AvaRows, video_ids: list[str], path: str | Path) -> None:
+    """Ground truth may only name videos of its split's list."""
+    unknown = sorted(set(rows.video_id.tolist()) - set(video_ids))
+    if unknown:
+        raise InputError(path, f"ground truth names {len(unknown)} videos that are not in the split's video list: "
+                               f"{', '.join(unknown[:10])}")
+
+
+def build(params: DatasetParams, out_dir: str | Path) -> list[VideoInfo]:
+    """Validate everything, probe every video, write the stage's files into ``out_dir``; returns the manifest rows."""
+    root = Path(params.root)
+    out_dir = Path(out_dir)
+    label_map = formats.read_label_map(root / params.label_map)
+    formats.write_label_map(out_dir / "label_map.pbtxt", label_map)
+    videos: list[VideoInfo] = []
+    for name, split in params.splits.items():
+        ids = split_video_ids(root, split)
+        if not ids:
+            raise InputError(root / (split.videos or split.ground_truth or ""), f"split {name!r} has no videos")
+        split_videos = [probe_video(v, name, find_video(root / params.videos, v), params.time_offset) for v in ids]
+        videos += split_videos
+        gt = None
+        if split.ground_truth:
+            gt_path = root / split.ground_truth
+            gt = filter_to_label_map(formats.read_ground_truth(gt_path), label_map, gt_path)
+            check_gt_videos(gt, ids, gt_path)
+            formats.write_ground_truth(out_dir / f"{name}.gt.csv", gt)
+        excluded: set[tuple[str, int]] = set()
+        if split.excluded:
+            excluded = formats.read_excluded(root / split.excluded)
+        formats.write_keyframes(out_dir / f"{name}.excluded.csv", sorted(excluded))
+        keyframes = keyframes_for_split(split_videos, gt, excluded, params.keyframe_margin)
+        formats.write_keyframes(out_dir / f"{name}.keyframes.csv",
+                                zip(keyframes.video_id.tolist(), keyframes.timestamp.tolist()))
+        print(f"split {name}: {len(ids)} videos, {len(keyframes)} keyframes, "
+              f"{0 if gt is None else len(gt)} ground-truth rows, {len(excluded)} excluded keyframes", file=sys.stderr)
+    write_manifest(out_dir / "manifest.parquet", videos, params)
+    return videos
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("pipeline.stages.dataset", __doc__)
+    add_params_argument(parser, DatasetParams)
+    parser.add_argument("--out-dir", required=True, help="results/dataset")
+    args = parser.parse_args(argv)
+    params = read_params(parser, DatasetParams, args.params)
+    for info in build(params, args.out_dir):
+        print(json.dumps(asdict(info)), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Evaluate stage: AVA frame-mAP of one model's (or fusion's) action detections on one split.
+
+    python -m pipeline.stages.evaluate --label-map L.pbtxt --ground-truth results/dataset/{split}.gt.csv \\
+        --detections results/predictions/{model}/{split}.csv [--excluded EXCLUDED.csv] \\
+        --out results/eval/{model}/{split}.json --params EvaluateParams
+
+As the official ActivityNet evaluator computes it (:mod:`pipeline.ava.evaluate`): ``iou`` is the
+match threshold, ``capacity`` the detection rows kept per keyframe (None: all), ``variant`` the 2019
+form (excluded keyframes leave both sides) or the 2020 form (no exclusions: ``--excluded`` is then
+not used, and the log says so). Prints each class's AP to stderr and ``mAP@<iou>IOU: <mAP>`` to
+stdout; the JSON holds the result with its precision-recall curves and provenance.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline.ava.evaluate import EvalResult, evaluate_files
+from pipeline.ava.formats import LabelMap, read_label_map
+from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.params import EvaluateParams, as_dict
+from pipeline.store import provenance, write_json
+
+STAGE = "evaluate"
+
+
+def print_result(result: EvalResult, label_map: LabelMap) -> None:
+    """Each class's AP, ground truth and detection counts and each label type's mAP to stderr; the mAP to stdout."""
+    for action_id, ap in result.per_class.items():
+        shown = "   n/a" if ap is None else f"{100 * ap:6.2f}"
+        print(f"AP {action_id:>4} {shown}  gt {result.n_gt[action_id]:>7}  det {result.n_det[action_id]:>8}  "
+              f"{label_map.name(action_id)}", file=sys.stderr)
+    for label_type, value in result.per_type.items():
+        print(f"mAP {label_type}: {100 * value:.2f}", file=sys.stderr)
+    print(f"mAP@{result.iou_threshold}IOU: {result.mAP:.6f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("pipeline.stages.evaluate", __doc__)
+    parser.add_argument("--label-map", type=Path, required=True, help="label map (pbtxt)")
+    parser.add_argument("--ground-truth", type=Path, required=True, help="ground-truth CSV")
+    parser.add_argument("--detections", type=Path, required=True, help="action detections CSV")
+    parser.add_argument("--excluded", type=Path, default=None, help="excluded keyframes CSV (2019 form only)")
+    parser.add_argument("--out", type=Path, required=True, help="result JSON")
+    add_params_argument(parser, EvaluateParams)
+    args = parser.parse_args(argv)
+    params = read_params(parser, EvaluateParams, args.params)
+
+    excluded = args.excluded
+    if params.variant == "2020" and excluded is not None:
+        print(f"the 2020 form has no exclusions: {excluded} is not used", file=sys.stderr)
+        excluded = None
+    label_map = read_label_map(args.label_map)
+    result = evaluate_files(label_map, args.ground_truth, args.detections, excluded,
+                            capacity=params.capacity, variant=params.variant, iou_threshold=params.iou)
+    print_result(result, label_map)
+    inputs = {"label_map": str(args.label_map), "ground_truth": str(args.ground_truth),
+              "detections": str(args.detections), "excluded": None if excluded is None else str(excluded)}
+    write_json(args.out, {**result.to_json(label_map), "provenance": provenance(STAGE, {**as_dict(params), **inputs})})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Features stage: the finetuned backbone's ROI features and context maps at every box of one video.
+
+    python -m pipeline.stages.features --weights results/models/{backbone}/backbone.pt --store STORE.h5
+        --video-id=ID --keyframes results/dataset/{split}.keyframes.csv --boxes results/detect/{split}.boxes.csv
+        [--ground-truth results/dataset/{split}.gt.csv] --label-map L
+        --out results/features/{backbone}/{split}/{video}.h5 --params BackboneParams --threads N
+
+Rows are every ground-truth person box (with ``--ground-truth``) and every detected person box of
+the video's keyframes; the layout of the output is :mod:`pipeline.feature_store`'s.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.ava.formats import read_boxes, read_ground_truth, read_keyframes, read_label_map
+from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.data.clips import ClipSpec, load_clip, pad_clips, rois_in_pixels
+from pipeline.detect.training_boxes import DETECTION
+from pipeline.errors import InputError
+from pipeline.feature_store import feature_rows, rows_of_video, write_features
+from pipeline.media.stores import open_store
+from pipeline.models.registry import build_action_model
+from pipeline.params import BackboneParams, as_dict
+from pipeline.progress import progress
+
+KEYFRAME_BATCH = 8
+
+
+@torch.no_grad()
+def extract(model: torch.nn.Module, store_path: str | Path, spec: ClipSpec, times: np.ndarray,
+            box_t: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """ROI features and context maps of one video.
+
+    times: int64 [K] keyframes; box_t: int64 [N] (each in ``times``); boxes: float32 [N, 4] normalized.
+    Returns roi float32 [N, D], context float32 [K, D, h, w] and the input (H, W) (audio: the
+    window's (n_mels, frames)).
+    """
+    model.eval()
+    roi = None
+    contexts = []
+    with open_store(store_path, spec.modality) as store:
+        batches = [times[i:i + KEYFRAME_BATCH] for i in range(0, len(times), KEYFRAME_BATCH)]
+        for batch_times in progress(batches, desc=f"features {Path(store_path).stem}", unit="batch"):
+            clip_list = [load_clip(store, float(t), spec) for t in batch_times]
+            shape = tuple(clip_list[0].shape[2:])   # a video's clips share one input size
+            clips = pad_clips(clip_list)
+            rows = [np.flatnonzero(box_t == t) for t in batch_times]
+            rois = rois_in_pixels([boxes[r] for r in rows], [shape] * len(batch_times))
+            batch_roi, context = model.features(clips, rois)
+            if roi is None:
+                roi = np.zeros((len(boxes), batch_roi.shape[1]), np.float32)
+            roi[np.concatenate(rows)] = batch_roi.numpy()
+            contexts.append(context.numpy())
+    return roi, np.concatenate(contexts), shape
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("pipeline.stages.features", __doc__)
+    parser.add_argument("--weights", required=True, help="finetuned backbone.pt")
+    parser.add_argument("--store", required=True, help="the video's frame, flow or audio store (.h5)")
+    parser.add_argument("--video-id", help="default: the store's stem (write --video-id=ID for ids that start with '-')")
+    parser.add_argument("--keyframes", required=True, help="split's keyframes CSV (video_id,timestamp)")
+    parser.add_argument("--boxes", required=True, help="split's person boxes CSV")
+    parser.add_argument("--ground-truth", help="split's ground truth CSV (labels the rows)")
+    parser.add_argument("--label-map", required=True)
+    parser.add_argument("--out", required=True, help="features file (.h5)")
+    add_params_argument(parser, BackboneParams)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    params = read_params(parser, BackboneParams, args.params)
+    video_id = args.video_id if args.video_id is not None else Path(args.store).stem
+    set_threads(args.threads)
+
+    label_map = read_label_map(args.label_map)
+    times = np.unique(rows_of_video(read_keyframes(args.keyframes), video_id).timestamp)
+    detections = rows_of_video(read_boxes(args.boxes), video_id)
+    gt = rows_of_video(read_ground_truth(args.ground_truth), video_id) if args.ground_truth else None
+    for name, part in (("person boxes", detections), ("ground truth", gt)):
+        if part is not None and not np.isin(part.timestamp, times).all():
+            stray = sorted(set(part.timestamp.tolist()) - set(times.tolist()))
+            raise InputError(args.keyframes, f"{name} of {video_id} at timestamps that are not keyframes: {stray[:5]}")
+    if len(times) == 0:
+        raise InputError(args.keyframes, f"no keyframe of video {video_id!r}")
+    rows = feature_rows(detections, gt, label_map, params.train_box_iou if gt is not None else 0.0)
+
+    model = build_action_model(params.arch, params.modality, len(label_map), params.roi_size, params.roi_pool)
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    model.backbone.load_state_dict(state["backbone"])
+    model.head.load_state_dict(state["head"])
+    roi, context, input_hw = extract(model, args.store, ClipSpec.from_params(params), times,
+                                     rows.boxes.timestamp, rows.boxes.box)
+    write_features(args.out, video_id, times, rows, roi, context, input_hw,
+                   model.backbone.spatial_stride, label_map, as_dict(params))
+    print(f"{video_id}: {len(times)} keyframes, {len(rows.source)} boxes "
+          f"({int((rows.source == DETECTION).sum())} detections) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

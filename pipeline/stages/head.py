@@ -1,0 +1,90 @@
+"""Head stage: train a classification head (``linear`` or ``atr``) on a model's cached train features.
+
+    python -m pipeline.stages.head --features F1.h5 F2.h5 ... [--features G1.h5 ...] --label-map L
+        --out results/models/{model}/head.pt --log-csv results/models/{model}/train_log.csv
+        --params ModelParams --threads N
+
+``--features`` once per backbone of the model (their features are combined row by row: the
+model's ``combine``). Rows with ``train_mask`` (ground-truth persons and the detections that overlap
+one) are the training set; the loss is binary cross-entropy with logits (multi-label). Writes the
+head file of :mod:`pipeline.heads` with a provenance sidecar, and the CSV log (epoch, loss, seconds).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.ava.formats import read_label_map
+from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.feature_store import Features, read_model_features
+from pipeline.heads import head_logits, save_head
+from pipeline.models.optim import make_optimizer
+from pipeline.models.registry import build_head
+from pipeline.params import ModelParams, as_dict
+from pipeline.store import write_log_csv, write_sidecar
+
+
+def train_head(features: Features, params: ModelParams, log: list[dict[str, float]] | None = None) -> nn.Module:
+    """Train the head of ``params`` on the rows with ``train_mask``; appends {epoch, loss, seconds} to ``log``."""
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    settings = params.train
+    rows = np.flatnonzero(features.train_mask)
+    if len(rows) == 0:
+        raise ValueError("no training row (train_mask) in the features")
+    head = build_head(params.head, features.roi.shape[1], features.context.shape[1], features.label.shape[1])
+    optimizer = make_optimizer(settings.optimizer, head.parameters(), settings.lr, settings.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    start = time.monotonic()
+    head.train()
+    for epoch in range(1, settings.epochs + 1):
+        order = rng.permutation(rows)
+        total = 0.0
+        for i in range(0, len(order), settings.batch_size):
+            index = np.sort(order[i:i + settings.batch_size])
+            loss = loss_fn(head_logits(head, features, index), torch.from_numpy(features.label[index].astype(np.float32)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(index)
+        row = {"epoch": epoch, "loss": total / len(rows), "seconds": time.monotonic() - start}
+        if log is not None:
+            log.append(row)
+        if epoch == 1 or epoch % 10 == 0 or epoch == settings.epochs:
+            print(f"epoch {epoch}: loss {row['loss']:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)
+    return head.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("pipeline.stages.head", __doc__)
+    parser.add_argument("--features", nargs="+", action="append", required=True,
+                        help="features files of the training split, one backbone's; repeat for each backbone")
+    parser.add_argument("--label-map", required=True)
+    parser.add_argument("--out", required=True, help="head weights (.pt)")
+    parser.add_argument("--log-csv", required=True, help="per-epoch loss log")
+    add_params_argument(parser, ModelParams)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    params = read_params(parser, ModelParams, args.params)
+    set_threads(args.threads)
+
+    label_map = read_label_map(args.label_map)
+    features = read_model_features(args.features, label_map, params)
+    print(f"training a {params.head} head on {int(features.train_mask.sum())} of {len(features)} rows",
+          file=sys.stderr)
+    log: list[dict[str, float]] = []
+    head = train_head(features, params, log)
+    save_head(args.out, head, params.head, features, label_map)
+    write_sidecar(args.out, "head", as_dict(params))
+    write_log_csv(args.log_csv, log)
+    write_sidecar(args.log_csv, "head", as_dict(params))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+rule finetune:
+    """Train a backbone and its ROI head end to end on the train split's person boxes."""
+    input:
+        unpack(finetune_inputs),
+    output:
+        weights=BACKBONE_WEIGHTS,
+        train_log=FINETUNE_LOG,
+    log:
+        f"{LOGS}/finetune/{{backbone}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{backbone}}.tsv"
+    conda:
+        "../../envs/models.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+    params:
+        json=lambda wildcards: to_json(backbone_params(config, wildcards.backbone)),
+    shell:
+        "python -m pipeline.stages.finetune --label-map {input.label_map} --ground-truth {input.ground_truth}"
+        " --boxes {input.boxes} --stores {input.stores} --out {output.weights} --log-csv {output.train_log}"
+        " --params {params.json:q} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,16 @@
+rule fuse:
+    """Late fusion of several models' logits on the same boxes (docs/DESIGN.md: fuse)."""
+    input:
+        unpack(fuse_inputs),
+    output:
+        csv=FUSED,
+        logits=FUSED_LOGITS,
+    log:
+        f"{LOGS}/fuse/{{fusion}}/{{split}}.log",
+    conda:
+        "../../envs/models.yaml"
+    params:
+        json=lambda wildcards: to_json(fusion_params(config, wildcards.fusion)),
+    shell:
+        "python -m pipeline.stages.fuse --logits {input.logits} --label-map {input.label_map} --out {output.csv}"
+        " --out-logits {output.logits} --params {params.json:q} > {log} 2>&1"

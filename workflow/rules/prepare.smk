@@ -1,0 +1,22 @@
+rule prepare:
+    """Cut a full AVA movie to its annotated segment and check that no frame was lost (dataset.prepare)."""
+    input:
+        movie_file,
+    output:
+        video=PREPARED,
+        report=PREPARED_REPORT,
+    log:
+        f"{LOGS}/prepare/{{video}}.log",
+    benchmark:
+        f"{BENCH}/prepare/{{video}}.tsv"
+    conda:
+        "../../envs/media.yaml"
+    threads: 2
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    params:
+        json=lambda wildcards: to_json(prepare_params(config)),
+    shell:
+        "python -m pipeline.stages.prepare --video {input:q} --out {output.video} --report {output.report}"
+        " --params {params.json:q} --threads {threads} > {log} 2>&1"
