@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TypeVar
 
 from pipeline.params import ParamsError, parse_params
@@ -27,6 +28,21 @@ def read_params(parser: argparse.ArgumentParser, cls: type[P], text: str) -> P:
     except ParamsError as err:
         parser.error(str(err))
         raise  # unreachable: parser.error exits
+
+
+def add_features_argument(parser: argparse.ArgumentParser, files: str) -> None:
+    """``--features``: a model's ``files`` (feature stores), one backbone's per use of the flag."""
+    parser.add_argument("--features", nargs="+", action="append", required=True,
+                        help=f"{files}, one backbone's; repeat the flag for each backbone of the model")
+
+
+def add_person_box_outputs(parser: argparse.ArgumentParser) -> None:
+    """What every source of person boxes (the detector, a precomputed file) takes and writes."""
+    parser.add_argument("--keyframes", type=Path, required=True, help="video_id,timestamp CSV of the split")
+    parser.add_argument("--out", type=Path, required=True, help="person boxes CSV")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON")
+    parser.add_argument("--ground-truth", type=Path, default=None)
+    parser.add_argument("--excluded", type=Path, default=None, help="keyframes left out of the metrics")
 
 
 def set_threads(threads: int) -> None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from pipeline.ava import formats
 from pipeline.errors import InputError
+from pipeline.media.probe import VideoProbe, probe
 from pipeline.params import DatasetParams, SplitFiles, as_dict
 from pipeline.store import atomic_path, provenance
 
@@ -23,19 +24,13 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    """One row of the manifest: the video's split and file, the probe's facts
-    (:class:`pipeline.media.probe.VideoProbe`) and the AVA time of its video time 0."""
+class VideoInfo(VideoProbe):
+    """One row of the manifest: the probe's facts (:class:`pipeline.media.probe.VideoProbe`), the
+    video's id, split and file, and the AVA time of its video time 0."""
 
     video_id: str
     split: str
     path: str
-    fps: float
-    n_frames: int
-    duration_s: float
-    width: int
-    height: int
-    has_audio: bool
     time_offset: float
 
 
@@ -123,8 +118,6 @@ def keyframes_for_split(videos: list[VideoInfo], gt: formats.AvaRows | None,
 
 def probe_video(video_id: str, split: str, path: Path, time_offset: float) -> VideoInfo:
     """The manifest row of one video file (:func:`pipeline.media.probe.probe`: one decode)."""
-    from pipeline.media.probe import probe  # PyAV and ffmpeg only where videos are probed
-
     return VideoInfo(video_id=video_id, split=split, path=str(path), **asdict(probe(path)),
                      time_offset=float(time_offset))
 

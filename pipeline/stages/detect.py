@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.ava.formats import read_keyframes
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, set_threads, stage_parser
 from pipeline.detect.inference import check_checkpoint, detect_keyframes
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.model import trained_detector
@@ -33,11 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True, help="the fine-tuned detector (.pt)")
     parser.add_argument("--frames", type=Path, nargs="+", required=True,
                         help="frame stores of the split's videos (video id = file stem)")
-    parser.add_argument("--keyframes", type=Path, required=True, help="video_id,timestamp CSV of the split")
-    parser.add_argument("--out", type=Path, required=True, help="person boxes CSV")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON")
-    parser.add_argument("--ground-truth", type=Path, default=None)
-    parser.add_argument("--excluded", type=Path, default=None, help="keyframes left out of the metrics")
+    add_person_box_outputs(parser)
     add_params_argument(parser, DetectorParams)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

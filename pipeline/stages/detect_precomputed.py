@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ava.formats import read_boxes, read_keyframes
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, stage_parser
 from pipeline.detect.outputs import write_outputs
 from pipeline.detect.precomputed import distinct_boxes, on_keyframes
 from pipeline.params import DetectorParams
@@ -29,11 +29,7 @@ STAGE = "detect_precomputed"
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("pipeline.stages.detect_precomputed", __doc__)
     parser.add_argument("--boxes", type=Path, required=True, help="SlowFast/LFB person-box CSV")
-    parser.add_argument("--keyframes", type=Path, required=True, help="video_id,timestamp CSV of the split")
-    parser.add_argument("--out", type=Path, required=True, help="person boxes CSV")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON")
-    parser.add_argument("--ground-truth", type=Path, default=None)
-    parser.add_argument("--excluded", type=Path, default=None, help="keyframes left out of the metrics")
+    add_person_box_outputs(parser)
     add_params_argument(parser, DetectorParams)
     args = parser.parse_args(argv)
     params = read_params(parser, DetectorParams, args.params)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.ava.formats import read_label_map
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
 from pipeline.feature_store import Features, read_model_features
 from pipeline.heads import head_logits, save_head
 from pipeline.models.optim import make_optimizer
@@ -62,8 +62,7 @@ def train_head(features: Features, params: ModelParams, log: list[dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("pipeline.stages.head", __doc__)
-    parser.add_argument("--features", nargs="+", action="append", required=True,
-                        help="features files of the training split, one backbone's; repeat for each backbone")
+    add_features_argument(parser, "feature stores of the training split")
     parser.add_argument("--label-map", required=True)
     parser.add_argument("--out", required=True, help="head weights (.pt)")
     parser.add_argument("--log-csv", required=True, help="per-epoch loss log")

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from pipeline.ava.formats import AvaRows, read_label_map, write_detections
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
 from pipeline.detect.training_boxes import DETECTION
 from pipeline.feature_store import Features, read_model_features
 from pipeline.heads import load_head, row_logits
@@ -37,8 +37,7 @@ def detection_boxes(features: Features) -> tuple[np.ndarray, AvaRows]:
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("pipeline.stages.predict", __doc__)
     parser.add_argument("--head", required=True, help="head.pt of the model")
-    parser.add_argument("--features", nargs="+", action="append", required=True,
-                        help="features files of the split, one backbone's; repeat for each backbone")
+    add_features_argument(parser, "feature stores of the split")
     parser.add_argument("--label-map", required=True)
     parser.add_argument("--out", required=True, help="AVA detections CSV")
     parser.add_argument("--logits", required=True, help="logits parquet")
