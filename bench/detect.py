@@ -9,8 +9,11 @@ synthetic frames (a textured background and a few figures) to a frame store and 
   batching, the forward, the box conversion);
 - the yardstick: the model's own forward on the same decoded tensors in the same batches.
 Each is timed twice in alternation and the faster run counts. The detector is the config's
-architecture at random initialisation (its speed does not depend on the weights). The last line
-of output is a JSON object; ``ratio_to_bare_forward`` is stage speed / yardstick speed.
+architecture at random initialisation (its speed does not depend on the weights), on the config's
+``compute.device`` (in mixed precision at ``compute.precision`` on CUDA, for both), the stage reading as the
+stage does (``compute.loader_workers`` DataLoader workers on CUDA, ``--workers`` overrides; none on
+the CPU). The last line of output is
+a JSON object; ``ratio_to_bare_forward`` is stage speed / yardstick speed.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from pipeline.ava.formats import keyframe_rows  # noqa: E402
 from pipeline.config import detector_params, load_config  # noqa: E402
 from pipeline.detect.inference import BATCH_SIZE, detect_keyframes  # noqa: E402
 from pipeline.detect.keyframes import KeyframeImages  # noqa: E402
-from pipeline.detect.model import build_detector, image_tensor  # noqa: E402
+from pipeline.detect.model import build_detector, image_tensor, mixed_precision  # noqa: E402
+from pipeline.devices import select_device  # noqa: E402
 from pipeline.media.frames import encode_jpeg  # noqa: E402
 from pipeline.params import DetectorParams  # noqa: E402
 
@@ -72,21 +76,30 @@ def write_store(path: Path, frames: np.ndarray) -> None:
 
 def measure(params: DetectorParams, height: int, width: int, n: int, workdir: Path) -> dict:
     """Keyframes per second of the stage and of the bare forward at one frame size."""
+    device = select_device(params.compute.device)
+    precision, workers = params.compute.precision, params.compute.loader_workers
     torch.manual_seed(0)
-    model = build_detector(params, pretrained=False).eval()
+    model = mixed_precision(build_detector(params, pretrained=False).eval().to(device), device, precision)
     frames = synthetic_frames(n, height, width)
     write_store(workdir / "bench.h5", frames)
     keyframes = keyframe_rows(["bench"] * n, list(range(900, 900 + n)))
-    tensors = [image_tensor(f) for f in frames]
+    tensors = [image_tensor(f).to(device) for f in frames]
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def stage() -> int:
         with KeyframeImages([workdir / "bench.h5"]) as images:
-            return len(detect_keyframes(model, images, keyframes))
+            found = len(detect_keyframes(model, images, keyframes, loader_workers=workers))
+        synchronize()
+        return found
 
     @torch.inference_mode()
     def bare() -> None:
         for start in range(0, n, BATCH_SIZE):
             model(tensors[start:start + BATCH_SIZE])
+        synchronize()
 
     bare()  # warm-up
     times = {"stage": [], "bare": []}
@@ -96,7 +109,8 @@ def measure(params: DetectorParams, height: int, width: int, n: int, workdir: Pa
             fn()
             times[name].append(time.perf_counter() - start)
     stage_kfs, bare_kfs = n / min(times["stage"]), n / min(times["bare"])
-    return {"frame_size": [height, width], "min_size": params.min_size, "keyframes": n,
+    return {"frame_size": [height, width], "min_size": params.min_size, "keyframes": n, "device": str(device),
+            "precision": precision if device.type == "cuda" else "off", "loader_workers": workers,
             "keyframes_per_s": round(stage_kfs, 3), "bare_forward_keyframes_per_s": round(bare_kfs, 3),
             "ratio_to_bare_forward": round(stage_kfs / bare_kfs, 3)}
 
@@ -106,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keyframes", type=int, default=16)
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: the config's")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     detect = detector_params(load_config(args.config))
+    compute = dataclasses.replace(detect.compute, **{k: v for k, v in (("loader_workers", args.workers),
+                                                                       ("device", args.device)) if v is not None})
+    detect = dataclasses.replace(detect, compute=compute)
     result: dict = {"arch": detect.arch, "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="bench_detect") as tmp:
         for name, (height, width, min_size) in SIZES.items():

@@ -152,6 +152,19 @@ def _typed(cls: Any, data: dict[str, Any], where: str) -> Any:
     return build(cls, data, where)
 
 
+def compute_section(config: dict[str, Any]) -> dict[str, Any]:
+    """What every torch stage takes of ``compute``: device, precision, loader workers (not the
+    per-stage GPU and process counts, which the rules give the scheduler and torchrun)."""
+    return {k: config["compute"][k] for k in ("device", "precision", "loader_workers")}
+
+
+def stage_processes(config: dict[str, Any], stage: str) -> int:
+    """How many processes a job of ``stage`` runs: one per GPU it asks for, else its CPU processes (1
+    for a stage that does not train)."""
+    gpus = int(config["compute"]["gpus"].get(stage, 0))
+    return gpus if gpus > 0 else int(config["compute"]["cpu_processes"].get(stage, 1))
+
+
 def dataset_params(config: dict[str, Any]) -> DatasetParams:
     section = {k: v for k, v in config["dataset"].items() if k in ("root", "videos", "label_map", "time_offset",
                                                                     "keyframe_margin")}
@@ -187,20 +200,22 @@ def audio_params(config: dict[str, Any]) -> AudioParams:
 
 def detector_params(config: dict[str, Any]) -> DetectorParams:
     section = {k: v for k, v in config["detect"].items() if k not in ("precomputed", "train_box_iou")}
-    return _typed(DetectorParams, {**section, "seed": config["seed"]}, "detect")
+    return _typed(DetectorParams, {**section, "seed": config["seed"], "compute": compute_section(config)}, "detect")
 
 
 def backbone_params(config: dict[str, Any], backbone: str) -> BackboneParams:
     section = config["backbones"][backbone]
     clip_keys = {k: section.get(k) for k in ("clip_frames", "clip_stride", "input_size", "roi_size")}
     return _typed(BackboneParams, {**section, **clip_keys, "seed": config["seed"],
-                                   "train_box_iou": config["detect"]["train_box_iou"]}, f"backbones.{backbone}")
+                                   "train_box_iou": config["detect"]["train_box_iou"], "compute": compute_section(config)},
+                  f"backbones.{backbone}")
 
 
 def model_params(config: dict[str, Any], model: str) -> ModelParams:
     section = config["models"][model]
     return _typed(ModelParams, {"backbones": model_backbones(section), "combine": section["combine"],
-                                "head": section["head"], "train": section["train"], "seed": config["seed"]},
+                                "head": section["head"], "train": section["train"], "seed": config["seed"],
+                                "compute": compute_section(config)},
                   f"models.{model}")
 
 

@@ -1,5 +1,8 @@
 """Classification heads on cached features: their logits on rows of a feature store, and the head file.
 
+Feature arrays stay on the host (a split's context maps need not fit in a GPU); each batch of rows
+is copied to the head's device (pinned, non-blocking on CUDA) and the logits come back as float32.
+
 A head file (``results/models/{model}/head.pt``, weights only) holds
 ``{"head": state_dict, "kind": "linear" | "atr", "roi_dim", "context_dim", "label_ids"}``.
 """
@@ -13,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.ava.formats import LabelMap
+from pipeline.devices import autocast
 from pipeline.errors import InputError
 from pipeline.feature_store import Features
 from pipeline.models.atr import AtrHead
@@ -22,32 +26,50 @@ from pipeline.store import atomic_path
 ROW_BATCH = 4096
 
 
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``: the array itself on the CPU; on CUDA a pinned copy sent
+    without blocking (the copy is ordered before any kernel that reads it on the same stream)."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def head_logits(head: nn.Module, features: Features, index: np.ndarray) -> torch.Tensor:
-    """Logits float32 ``[len(index), C]`` of the rows ``index`` of ``features``."""
-    roi = torch.from_numpy(features.roi[index])
+    """Logits ``[len(index), C]`` of the rows ``index`` of ``features``, on the head's device (float32
+    on the CPU; under an autocast, its dtype)."""
+    device = next(head.parameters()).device
+    roi = to_device(features.roi[index], device)
     if isinstance(head, AtrHead):
         frames, frame_index = np.unique(features.frame_index[index], return_inverse=True)
-        return head(roi, torch.from_numpy(features.context[frames]), torch.from_numpy(frame_index.astype(np.int64)),
-                    torch.from_numpy(features.attend[index]))
+        return head(roi, to_device(features.context[frames], device),
+                    to_device(frame_index.astype(np.int64), device), to_device(features.attend[index], device))
     return head(roi)
 
 
 @torch.no_grad()
-def row_logits(head: nn.Module, features: Features, rows: np.ndarray) -> np.ndarray:
-    """Logits float32 [len(rows), C] of the rows ``rows`` of ``features``, :data:`ROW_BATCH` at a time."""
-    parts = [head_logits(head, features, rows[i:i + ROW_BATCH]).numpy() for i in range(0, len(rows), ROW_BATCH)]
+def row_logits(head: nn.Module, features: Features, rows: np.ndarray, precision: str = "off") -> np.ndarray:
+    """Logits float32 [len(rows), C] of the rows ``rows`` of ``features``, :data:`ROW_BATCH` at a time,
+    on the head's device (autocast per ``precision`` on CUDA)."""
+    device = next(head.parameters()).device
+    parts = []
+    for i in range(0, len(rows), ROW_BATCH):
+        with autocast(device, precision):
+            logits = head_logits(head, features, rows[i:i + ROW_BATCH])
+        parts.append(logits.float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, features.label.shape[1]), np.float32)
 
 
 def save_head(path: str | Path, head: nn.Module, kind: str, features: Features, label_map: LabelMap) -> None:
     """Write the head file of ``head`` (trained on ``features``) atomically."""
     with atomic_path(path) as tmp:
-        torch.save({"head": head.state_dict(), "kind": kind, "roi_dim": features.roi.shape[1],
+        state = {name: value.detach().cpu() for name, value in head.state_dict().items()}
+        torch.save({"head": state, "kind": kind, "roi_dim": features.roi.shape[1],
                     "context_dim": features.context.shape[1], "label_ids": list(label_map.ids)}, tmp)
 
 
-def load_head(path: str | Path, label_map: LabelMap, kind: str) -> nn.Module:
-    """The head saved by :func:`save_head` at ``path``, in eval mode.
+def load_head(path: str | Path, label_map: LabelMap, kind: str, device: torch.device | None = None) -> nn.Module:
+    """The head saved by :func:`save_head` at ``path``, in eval mode, on ``device`` (default the CPU).
 
     Its classes must be the label map's and its kind ``kind``, else an :class:`InputError`.
     """
@@ -58,4 +80,4 @@ def load_head(path: str | Path, label_map: LabelMap, kind: str) -> nn.Module:
         raise InputError(path, f"a {state['kind']} head, but the params say {kind}")
     head = build_head(state["kind"], int(state["roi_dim"]), int(state["context_dim"]), len(label_map))
     head.load_state_dict(state["head"])
-    return head.eval()
+    return head.to(device or torch.device("cpu")).eval()

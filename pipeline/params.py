@@ -29,6 +29,16 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComputeParams:
+    """Where a torch stage runs (``compute``): device (auto | cpu | cuda), mixed precision on GPU
+    (off | bf16 | fp16) and the DataLoader's worker processes."""
+
+    device: str
+    precision: str
+    loader_workers: int
+
+
+@dataclasses.dataclass(frozen=True)
 class SplitFiles:
     """One split of ``dataset.splits``, paths relative to the dataset root."""
 
@@ -105,6 +115,7 @@ class DetectorParams:
     nms_iou: float
     max_per_keyframe: int
     seed: int
+    compute: ComputeParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +129,12 @@ class BackboneParams:
     input_size: int | None
     roi_size: int | None
     roi_pool: str                # max | avg
+    dropout: float               # before the finetuning head's linear layer
     weights: str | None
     finetune: TrainSettings
     seed: int
     train_box_iou: float         # detections this close to a ground-truth box are training boxes
+    compute: ComputeParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +146,7 @@ class ModelParams:
     head: str                    # linear | atr
     train: TrainSettings
     seed: int
+    compute: ComputeParams
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.clips import (RGB_MEAN, RGB_STD, ClipSpec, Keyframe, KeyframeDataset, collate_keyframes,
+from pipeline.data.clips import (RGB_MEAN, RGB_STD, ClipSpec, GlobalBatchSampler, Keyframe, KeyframeDataset,
+                                 collate_keyframes,
                                  flip_boxes, flip_clip, input_shape, load_clip)
 from pipeline.media.flow import quantize
 from pipeline.media.stores import open_store
@@ -124,7 +125,7 @@ def test_dataset_flip_moves_the_box_with_the_content(tmp_path):
     spec = ClipSpec("rgb", 2, 1, 24)
     flipped = {}
     for seed in range(8):
-        item = KeyframeDataset([kf], {"v": path}, spec, flip=True, rng=np.random.default_rng(seed))[0]
+        item = KeyframeDataset([kf], {"v": path}, spec, flip=True, seed=seed)[(0, 0)]
         x1, _, x2, _ = (item["boxes"][0] * 32).round().astype(int)
         flipped[bool(x1 > 0)] = True
         assert item["clip"][0, :, :, x1 + 2:x2 - 2].mean() > 1.5      # box over the bright half
@@ -143,3 +144,34 @@ def test_collate_builds_rois_in_input_pixels():
     assert batch["clips"][0, :, :, 12:].abs().sum() == 0          # padded at the bottom
     np.testing.assert_allclose(batch["rois"].numpy(), [[0, 0, 0, 8, 6], [0, 8, 6, 16, 12], [1, 3, 4, 9, 12]])
     assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (3, 2)
+
+
+def test_processes_share_out_exactly_the_global_batches_of_one_process():
+    one = GlobalBatchSampler(22, batch_size=6, seed=3)
+    one.set_epoch(2)
+    two = [GlobalBatchSampler(22, batch_size=6, seed=3, rank=r, world_size=2) for r in range(2)]
+    for sampler in two:
+        sampler.set_epoch(2)
+    for whole, part0, part1 in zip(one, *two):
+        assert sorted(whole) == sorted(part0 + part1) and len(part0) == len(part1) == len(whole) // 2
+    assert sorted(i for batch in one for _, i in batch) == list(range(22))   # every item, once
+    other = GlobalBatchSampler(22, batch_size=6, seed=3)
+    other.set_epoch(3)
+    assert list(one) != list(other)                                       # a new order each epoch
+
+
+def test_an_items_flip_is_the_same_whoever_loads_it(tmp_path):
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as h5:
+        jpeg = h5.create_dataset("jpeg", shape=(4,), dtype=h5py.vlen_dtype(np.uint8))
+        for i in range(4):
+            jpeg[i] = encode_jpeg(np.random.default_rng(i).integers(0, 255, (24, 32, 3), dtype=np.uint8), 95)
+        h5.create_dataset("t", data=900.0 + np.arange(4) / FPS)
+        h5.attrs.update({"fps": FPS, "height": 24, "width": 32})
+    kfs = [Keyframe("v", 900, np.array([[0.0, 0.0, 0.5, 1.0]], np.float32), np.array([[1, 0]], np.uint8))] * 6
+    data = KeyframeDataset(kfs, {"v": path}, ClipSpec("rgb", 2, 1, 24), flip=True, seed=1)
+    keys = [(e, i) for e in range(3) for i in range(6)]
+    forward = [data[k]["boxes"][0, 0] for k in keys]
+    backward = [data[k]["boxes"][0, 0] for k in reversed(keys)][::-1]
+    assert forward == backward                                  # the order of loading changes nothing
+    assert len(set(forward)) == 2                               # and both outcomes happen

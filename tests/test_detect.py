@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,32 +18,38 @@ import pytest
 import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from pipeline.ava.formats import AvaRows, LabelMap, read_boxes, write_ground_truth, write_keyframes
+from pipeline.ava.formats import AvaRows, LabelMap, keyframe_rows, read_boxes, write_ground_truth, write_keyframes
 from pipeline.detect import training
 from pipeline.detect.boxes import distinct_persons
-from pipeline.detect.inference import detect_images
+from pipeline.detect.inference import detect_images, detect_keyframes
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.metrics import detector_ap, detector_metrics, match_keyframe
 from pipeline.detect.model import (
     PREDICTOR,
+    autocast_parts,
     build_detector,
     coco_detector,
     load_state_dict_file,
     max_image_size,
+    mixed_precision,
     reduce_to_person,
 )
 from pipeline.detect.precomputed import distinct_boxes
 from pipeline.detect.training_boxes import DETECTION, GROUND_TRUTH, training_boxes
+from pipeline.devices import Processes
 from pipeline.errors import InputError
 from pipeline.media.frames import encode_jpeg
-from pipeline.params import DetectorParams, TrainSettings, to_json
+from pipeline.params import ComputeParams, DetectorParams, TrainSettings, to_json
 from pipeline.stages import detect, detect_precomputed, detector_train
+from pipeline.training_state import resume_path
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
 
 SMALL = DetectorParams(arch="resnet18_fpn", weights=None, min_size=96, max_size=None,
                        train=TrainSettings(epochs=1, lr=0.01, batch_size=2, weight_decay=1e-4, optimizer="sgd"),
-                       score_threshold=0.5, nms_iou=0.5, max_per_keyframe=3, seed=0)
+                       score_threshold=0.5, nms_iou=0.5, max_per_keyframe=3, seed=0,
+                       compute=ComputeParams(device="cpu", precision="off", loader_workers=0))
 
 
 def small(**changes) -> DetectorParams:
@@ -117,6 +127,27 @@ def test_checkpoint_of_another_architecture_is_an_input_error(tmp_path):
         coco_detector(small(arch="mobilenet_v3_fpn"), path)
 
 
+def test_mixed_precision_decodes_boxes_in_float32():
+    """Under autocast the backbone and heads compute in bfloat16, and the boxes still come out in float32
+    (torchvision decodes them in its heads' dtype: whole pixels off in bfloat16); on the CPU nothing changes."""
+    torch.manual_seed(0)
+    model = build_detector(small(score_threshold=0.1), pretrained=False).eval()
+    keys = list(model.state_dict())
+    assert mixed_precision(model, torch.device("cpu"), "bf16") is model
+    assert not hasattr(model.backbone, "_autocast_wrapped")
+    seen = []
+    model.backbone.body.register_forward_hook(lambda module, args, out: seen.append(out["0"].dtype))
+    context = lambda: torch.autocast("cpu", dtype=torch.bfloat16)   # noqa: E731  (CUDA's stands in)
+    wrapped = autocast_parts(model, context).backbone.forward
+    assert autocast_parts(model, context).backbone.forward is wrapped   # twice: wrapped once
+    image = figure_scene(np.random.default_rng(0))[0]
+    with torch.inference_mode():
+        out = model([training.image_tensor(image)])[0]
+    assert seen == [torch.bfloat16] and len(out["boxes"]) > 0
+    assert out["boxes"].dtype == torch.float32 and out["scores"].dtype == torch.float32
+    assert list(model.state_dict()) == keys
+
+
 # ------------------------------------------------------------------------------------------ training
 
 def test_training_on_tiny_images_lowers_the_loss():
@@ -170,22 +201,30 @@ def test_keyframe_images_take_frame_store_files(tmp_path):
     write_frame_store(tmp_path / "a.h5", np.zeros((1, 8, 8, 3), np.uint8), [902.0])
     with KeyframeImages([tmp_path / "a.h5"]) as images:
         assert images.read("a", np.array([902])).shape == (1, 8, 8, 3)
+        copy = pickle.loads(pickle.dumps(images))   # what a spawned DataLoader worker gets: paths, no handles
+        assert copy.read("a", np.array([902])).shape == (1, 8, 8, 3) and copy.store("a") is not images.store("a")
         with pytest.raises(InputError, match="no frame store for video 'b' among the 1 given"):
             images.read("b", np.array([902]))
     with pytest.raises(ValueError, match="two frame stores for video 'a'"):
         KeyframeImages([tmp_path / "a.h5", tmp_path / "x" / "a.h5"])
 
 
-def test_train_and_detect_command_lines(tmp_path):
-    """Train for an epoch from frame stores, then detect on every keyframe: CSV format, threshold, cap."""
+def write_training_set(folder: Path, n: int = 4) -> tuple[Path, Path, list[tuple[np.ndarray, np.ndarray]]]:
+    """A frame store of ``n`` figure scenes at 900, 901, ... s and their ground truth: (store, gt CSV, scenes)."""
     rng = np.random.default_rng(1)
-    scenes = [figure_scene(rng) for _ in range(4)]
-    times = np.arange(900.0, 904.0)
-    store = tmp_path / "-vid.h5"
+    scenes = [figure_scene(rng) for _ in range(n)]
+    times = np.arange(900.0, 900.0 + n)
+    store = folder / "-vid.h5"
     write_frame_store(store, np.stack([s[0] for s in scenes]), times)
     gt = AvaRows.concat([rows(["-vid"] * len(b), [int(t)] * len(b), b, action_id=[1] * len(b),
                               person_id=list(range(len(b)))) for t, (_, b) in zip(times, scenes)])
-    write_ground_truth(tmp_path / "gt.csv", gt)
+    write_ground_truth(folder / "gt.csv", gt)
+    return store, folder / "gt.csv", scenes
+
+
+def test_train_and_detect_command_lines(tmp_path):
+    """Train for an epoch from frame stores, then detect on every keyframe: CSV format, threshold, cap."""
+    store, _, scenes = write_training_set(tmp_path)
     checkpoint = tmp_path / "detector.pt"
     params = to_json(SMALL)
     assert detector_train.main(["--frames", str(store), "--ground-truth", str(tmp_path / "gt.csv"),
@@ -230,7 +269,8 @@ def test_train_and_detect_command_lines(tmp_path):
 
     assert detect.main(args + ["--params", to_json(loose), "--ground-truth", str(tmp_path / "gt.csv")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["n_gt_boxes"] == len(gt) and 0 <= metrics["recall"] <= 1 and 0 <= metrics["ap50"] <= 1
+    assert metrics["n_gt_boxes"] == sum(len(b) for _, b in scenes)
+    assert 0 <= metrics["recall"] <= 1 and 0 <= metrics["ap50"] <= 1
 
     with pytest.raises(InputError, match="min_size"):
         detect.main(args + ["--params", to_json(small(score_threshold=0.1, min_size=128))])
@@ -242,6 +282,162 @@ def test_train_and_detect_command_lines(tmp_path):
         detect.main([*args[:3], str(tmp_path / "nowhere" / "-vid.h5"), *args[4:], "--params", to_json(loose)])
     with pytest.raises(SystemExit):   # --params that are not DetectorParams: the parser's usage error
         detect.main(args + ["--params", json.dumps({"arch": "resnet18_fpn"})])
+
+
+# ------------------------------------------------------------------------------------------ workers, processes, resume
+
+TWO_EPOCHS = small(train=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=1e-4, optimizer="sgd"))
+
+
+def with_workers(params: DetectorParams, workers: int) -> DetectorParams:
+    return dataclasses.replace(params, compute=dataclasses.replace(params.compute, loader_workers=workers))
+
+
+def train_args(folder: Path, out: Path, params: DetectorParams) -> list[str]:
+    return ["--frames", str(folder / "-vid.h5"), "--ground-truth", str(folder / "gt.csv"), "--out", str(out),
+            "--log-csv", f"{out}.log.csv", "--params", to_json(params), "--threads", "1"]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def epoch_rows(stderr: str) -> list[dict[str, float]]:
+    """The log rows that the stage prints (JSON lines), wherever a progress bar left the line."""
+    return [json.loads(line[line.index('{"epoch"'):]) for line in stderr.splitlines() if '{"epoch"' in line]
+
+
+def identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A folder with 4 training images and the detector of a 2-epoch, one-process, no-worker
+    training on them (batches of 2): ``reference.pt``, ``reference.pt.log.csv``."""
+    folder = tmp_path_factory.mktemp("training")
+    write_training_set(folder)
+    assert detector_train.main(train_args(folder, folder / "reference.pt", TWO_EPOCHS)) == 0
+    return folder
+
+
+def test_global_batches_give_each_process_its_share_of_every_batch():
+    one = training.GlobalBatches(7, 4, seed=3)
+    one.set_epoch(1)
+    order = training.epoch_order(3, 1, 7)
+    assert list(one) == [[(1, int(i)) for i in order[:4]], [(1, int(i)) for i in order[4:]]]
+    shares = []
+    for rank in range(2):
+        batches = training.GlobalBatches(7, 4, seed=3, processes=Processes(rank, 2, rank))
+        batches.set_epoch(1)
+        shares.append(list(batches))
+    assert [len(s) for s in shares] == [2, 2] and all(len(b) == 2 for s in shares for b in s)
+    assert shares[0][0] + shares[1][0] == list(one)[0]
+    # the last batch (3 images) is topped up with the epoch's first image, as DistributedSampler pads
+    assert shares[0][1] + shares[1][1] == list(one)[1] + [(1, int(order[0]))]
+    with pytest.raises(ValueError, match="not divisible by the 2 training processes"):
+        training.GlobalBatches(7, 3, seed=3, processes=Processes(0, 2, 0))
+
+
+def test_augmentation_and_sampling_draws_belong_to_the_image_and_epoch():
+    rng = np.random.default_rng(1)
+    data = training.AugmentedSamples([figure_scene(rng) for _ in range(4)], seed=0)
+    x, t, _ = data[(1, 2)]
+    for key in [(0, 2), (1, 3), (1, 0)]:    # other items drawn in between change nothing
+        data[key]
+    x2, t2, _ = data[(1, 2)]
+    assert torch.equal(x, x2) and torch.equal(t["boxes"], t2["boxes"])
+    assert not torch.equal(x, data[(0, 2)][0])   # another epoch, other draws
+    assert training.image_seed(0, (1, 2), training.RPN_DRAWS) != training.image_seed(0, (1, 2), training.ROI_DRAWS)
+
+
+def test_loader_workers_do_not_change_the_detector(trained):
+    out = trained / "workers.pt"
+    assert detector_train.main(train_args(trained, out, with_workers(TWO_EPOCHS, 2))) == 0
+    assert identical(weights(out), weights(trained / "reference.pt"))
+
+
+def test_detections_do_not_depend_on_who_reads_the_images(tmp_path):
+    """Worker processes that read ahead (each opening its own stores) give the boxes of reading in turn,
+    in keyframe order, batches cut where the video changes."""
+    store, _, scenes = write_training_set(tmp_path, 5)
+    other = tmp_path / "other.h5"
+    write_frame_store(other, np.stack([s[0] for s in scenes[:2]]), [900.0, 901.0])
+    keyframes = keyframe_rows(["-vid", "-vid", "-vid", "other", "other", "-vid", "-vid"],
+                              [900, 901, 902, 900, 901, 903, 904])
+    torch.manual_seed(0)
+    model = build_detector(small(score_threshold=0.1), pretrained=False).eval()
+    with KeyframeImages([store, other]) as images:
+        found = [detect_keyframes(model, images, keyframes, loader_workers=w) for w in (0, 2)]
+        first_batch = detect_images(model, images.read("-vid", np.array([900, 901, 902])))   # then other 900
+    assert len(found[0]) > 0
+    for name in ("video_id", "timestamp", "box", "score"):
+        assert np.array_equal(getattr(found[0], name), getattr(found[1], name))
+    at_902 = (found[0].video_id == "-vid") & (found[0].timestamp == 902)
+    assert np.array_equal(found[0].box[at_902], first_batch[2][0])
+    assert np.array_equal(found[0].score[at_902], first_batch[2][1])
+
+
+class Killed(Exception):
+    """Stands for the job being killed right after its first epoch's state is saved."""
+
+
+def test_a_killed_training_resumes_and_ends_bit_identical(trained, monkeypatch, capsys):
+    out = trained / "killed.pt"
+    real_save = detector_train.save_state
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(detector_train, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        detector_train.main(train_args(trained, out, TWO_EPOCHS))
+    assert resume_path(out).exists() and not out.exists()
+    monkeypatch.setattr(detector_train, "save_state", real_save)
+    capsys.readouterr()
+    assert detector_train.main(train_args(trained, out, TWO_EPOCHS)) == 0
+    err = capsys.readouterr().err
+    assert "resuming after epoch 1" in err
+    assert [r["epoch"] for r in epoch_rows(err)] == [2]                # only the second epoch ran again
+    assert identical(weights(out), weights(trained / "reference.pt"))
+    log = Path(f"{out}.log.csv").read_text().splitlines()
+    reference = (trained / "reference.pt.log.csv").read_text().splitlines()
+    assert len(log) == 3 and [r.rsplit(",", 1)[0] for r in log] == [r.rsplit(",", 1)[0] for r in reference]
+    assert not resume_path(out).exists()
+
+
+def test_two_cpu_processes_through_torchrun_train_as_one(trained):
+    """2 gloo processes launched as the rule launches them (each takes 1 image of every batch of 2)
+    write one detector, close to the one-process training's.
+
+    Tolerance: each image's draws (augmentation, anchor and proposal sampling) are its own, whatever
+    process it lands on, every loss is a mean over a fixed number of samples per image, and the light
+    resnet18_fpn has GroupNorm (no batch statistics), so the averaged gradient of the two processes is
+    the one-process gradient up to float32 summation order (about 1e-7 relative). SGD passes that on
+    linearly: measured, the weights differ by at most 2.5e-6, 1.7e-4 of the largest change that
+    training makes (0.015) over 4 steps. The test allows 1e-3 of it; a training whose processes do
+    not share gradients (no DDP: 0.14 of it), or that samples anchors and proposals from torch's
+    global generator (torchvision's sampler: 0.084 of it), is off by 80 times that and more.
+    """
+    out = trained / "ddp.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "pipeline.stages.detector_train", *train_args(trained, out, TWO_EPOCHS)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows_printed = epoch_rows(done.stderr)
+    assert [r["epoch"] for r in rows_printed] == [1, 2]             # rank 0 alone reports
+    assert done.stderr.count("2 epochs on cpu (2 process(es))") == 1
+    assert json.loads(json.loads(Path(f"{out}.provenance.json").read_text())["params"])["processes"] == 2
+    assert rows_printed[1]["loss"] < rows_printed[0]["loss"]
+    assert not resume_path(out).exists() and len(Path(f"{out}.log.csv").read_text().splitlines()) == 3
+    torch.manual_seed(SMALL.seed)
+    initial = build_detector(SMALL, pretrained=False).state_dict()
+    one, two = weights(trained / "reference.pt"), weights(out)
+    change = max((one[k] - initial[k]).abs().max().item() for k in one if one[k].is_floating_point())
+    gap = max((one[k] - two[k]).abs().max().item() for k in one)
+    assert 0 < change and gap <= 1e-3 * change, (gap, change)
 
 
 # ------------------------------------------------------------------------------------------ precomputed

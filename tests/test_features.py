@@ -14,11 +14,14 @@ import torch
 
 from pipeline.ava.formats import (AvaRows, LabelMap, read_detections, read_label_map, write_boxes, write_ground_truth,
                                   write_label_map)
+from pipeline.data.clips import ClipSpec
 from pipeline.errors import InputError
 from pipeline.feature_store import combine_features, read_model_features
 from pipeline.media.frames import encode_jpeg
-from pipeline.params import BackboneParams, ModelParams, TrainSettings, to_json
+from pipeline.models.registry import build_action_model
+from pipeline.params import BackboneParams, ComputeParams, ModelParams, TrainSettings, to_json
 from pipeline.scores import sigmoid
+from pipeline.stages import features as features_stage
 from pipeline.stages.features import main as features_main
 from pipeline.stages.finetune import main as finetune_main
 from pipeline.stages.head import main as head_main
@@ -31,15 +34,17 @@ HEIGHT, WIDTH = 48, 64
 LABEL_MAP = LabelMap(ids=(3, 7, 12), names=("stand", "carry", "talk"),
                      label_types=("PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"))
 KEYFRAMES = (901, 902, 903)
-BACKBONE = to_json(BackboneParams(
+CPU = ComputeParams(device="cpu", precision="off", loader_workers=0)
+BACKBONE_PARAMS = BackboneParams(
     arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
     weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
-    seed=0, train_box_iou=0.5))
+    seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
+BACKBONE = to_json(BACKBONE_PARAMS)
 
 
 def model(head: str, backbones=("a",), combine: str = "concat", epochs: int = 5, weight_decay: float = 0.0001):
     """A model's parameters (one backbone unless told), for head and predict."""
-    return ModelParams(backbones=list(backbones), combine=combine, head=head, seed=0,
+    return ModelParams(backbones=list(backbones), combine=combine, head=head, seed=0, compute=CPU,
                        train=TrainSettings(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
                                            optimizer="adamw"))
 # two persons per keyframe: the left one stands (class 3), the right one carries (7) and talks (12)
@@ -188,6 +193,24 @@ def test_features_contract(features):
         assert list(h5["t"][:]) == list(KEYFRAMES)                      # 902 has no detection, still there
         assert h5["context"].shape[0] == len(KEYFRAMES)
         assert 902 not in h5["box_t"][:][h5["box_source"][:] == 1]
+
+
+def test_features_do_not_depend_on_the_loader_workers(dataset, finetuned, monkeypatch):
+    # one keyframe per batch: three batches, so that two workers decode ahead of the model
+    root, stores = dataset
+    monkeypatch.setattr(features_stage, "KEYFRAME_BATCH", 1)
+    model = build_action_model("r3d_tiny", "rgb", len(LABEL_MAP), 3, "max")
+    state = torch.load(finetuned, weights_only=True)
+    model.backbone.load_state_dict(state["backbone"])
+    model.head.load_state_dict(state["head"])
+    times = np.array(KEYFRAMES)
+    box_t = np.repeat(times, 2)
+    boxes = np.concatenate([np.stack([box for box, _ in PERSONS])] * len(times))
+    spec = ClipSpec.from_params(BACKBONE_PARAMS)
+    roi, context, shape = features_stage.extract(model, stores["trainA"], spec, times, box_t, boxes, workers=0)
+    roi2, context2, shape2 = features_stage.extract(model, stores["trainA"], spec, times, box_t, boxes, workers=2)
+    assert np.array_equal(roi, roi2) and np.array_equal(context, context2) and shape == shape2 == (32, 43)
+    assert roi.shape == (2 * len(times), 128) and context.shape[:2] == (len(times), 128)
 
 
 def test_features_without_ground_truth_has_only_detections(dataset, finetuned):

@@ -116,7 +116,7 @@ def rules_and_commands() -> dict[str, str]:
     found = {}
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         for match in re.finditer(r"^rule (\w+):(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
-            command = re.search(r"python -m (pipeline[\w.]*)", match.group(2))
+            command = re.search(r"\bpython\b[^\n]*? -m (pipeline[\w.]*)", match.group(2))
             if command:
                 found[match.group(1)] = command.group(1)
     return found

@@ -174,3 +174,17 @@ def test_a_users_configfile_replaces_the_demos_and_runs_only_its_models(run):
     assert "fuse" not in jobs
     assert jobs["evaluate"] == 2                       # rgb and the class-prior baseline, on val
     assert jobs["finetune"] == 1                       # only the backbone that rgb reads
+
+
+def test_training_jobs_ask_for_their_gpus_and_launch_one_process_each(run):
+    # Planned only (a dry run): 2 GPUs for finetune make its job ask the scheduler for gpu=2 and run
+    # torchrun with 2 processes; 2 CPU processes for the detector, torchrun with 2 gloo processes.
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["compute"] = {"gpus": {"finetune": 2, "features": 1}, "cpu_processes": {"detector_train": 2}}
+    config["results"] = "results_gpu"
+    (run / "gpu.yaml").write_text(yaml.safe_dump(config))
+    plan = snakemake(run, "-n", "-p", "--forceall", config="gpu.yaml")
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2 -m pipeline.stages.finetune" in plan
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2 -m pipeline.stages.detector_train" in plan
+    assert re.search(r"resources: .*gpu=2", plan) and re.search(r"resources: .*gpu=1", plan)
+    assert "python  -m pipeline.stages.predict" in plan or "python -m pipeline.stages.predict" in plan

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 
 from pipeline.ava import formats
-from pipeline.params import BackboneParams, FusionParams, ModelParams, ReportParams, TrainSettings, to_json
+from pipeline.params import (BackboneParams, ComputeParams, FusionParams, ModelParams, ReportParams, TrainSettings,
+                             to_json)
 from pipeline.stages import report
 
 LABELS = formats.LabelMap(ids=(12, 79), names=("stand", "talk to"), label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
+CPU = ComputeParams("cpu", "off", 0)
 TRAIN = TrainSettings(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw")
 PARAMS = ReportParams(
     baseline="baseline-prior", eval_splits=["val"],
     backbones={"b": BackboneParams(arch="r3d_tiny", modality="rgb", clip_frames=8, clip_stride=1, input_size=112,
                                    roi_size=7, roi_pool="max", weights=None, finetune=TRAIN, seed=0,
-                                   train_box_iou=0.5)},
-    models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TRAIN, seed=0)},
+                                   train_box_iou=0.5, dropout=0.3, compute=CPU)},
+    models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TRAIN, seed=0,
+                            compute=CPU)},
     fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob")},
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Iterable
@@ -29,13 +30,26 @@ def stores_by_video(frame_files: Iterable[str | Path]) -> dict[str, Path]:
 class KeyframeImages:
     """The stored frame nearest each keyframe, for any video of ``frame_files`` (video id = file stem).
 
-    Use as a context manager; the stores of the videos asked for stay open until it exits.
+    Use as a context manager; the stores of the videos asked for stay open until it exits. Each
+    process opens its own: a DataLoader worker (forked, or given a pickled copy: the paths only)
+    does not read through the files its parent opened.
     """
 
     def __init__(self, frame_files: Iterable[str | Path]):
         self.paths = stores_by_video(frame_files)
+        self._open_here()
+
+    def _open_here(self) -> None:
+        self._pid = os.getpid()
         self._stores: dict[str, FrameStore] = {}
         self._stack = contextlib.ExitStack()
+
+    def __getstate__(self) -> dict[str, dict[str, Path]]:
+        return {"paths": self.paths}
+
+    def __setstate__(self, state: dict[str, dict[str, Path]]) -> None:
+        self.paths = state["paths"]
+        self._open_here()
 
     def __enter__(self) -> "KeyframeImages":
         return self
@@ -47,6 +61,8 @@ class KeyframeImages:
 
     def store(self, video_id: str) -> FrameStore:
         """The open frame store of ``video_id``; a video without a store, or a missing file, is an InputError."""
+        if self._pid != os.getpid():   # a forked copy: leave the parent's handles alone
+            self._open_here()
         if video_id not in self._stores:
             if video_id not in self.paths:
                 raise InputError(f"{video_id}.h5", f"no frame store for video {video_id!r} among the "

@@ -14,7 +14,7 @@ from pipeline.models.names import (ARCHS, ARTNET_ARCHS, AUDIO_ARCHS, HEADS, I3D_
                                    TSN_ARCHS, VIDEO_ARCHS, arch_problem)
 from pipeline.models.p3d import P3dResNet152
 from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
-from pipeline.models.roi_head import ActionClassifier, LinearHead
+from pipeline.models.roi_head import DROPOUT, ActionClassifier, LinearHead
 from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
 
@@ -63,9 +63,10 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
 
 
 def build_action_model(arch: str, modality: str, num_classes: int, roi_size: int | None, roi_pool: str,
-                       weights: str | Path | None = None) -> ActionClassifier:
-    """The backbone ``arch`` with its ROI features and linear head; ``weights``: a local backbone checkpoint."""
-    return ActionClassifier(build_backbone(arch, modality, weights), num_classes, roi_size, roi_pool)
+                       weights: str | Path | None = None, dropout: float = DROPOUT) -> ActionClassifier:
+    """The backbone ``arch`` with its ROI features and linear head (``dropout`` before it); ``weights``:
+    a local backbone checkpoint."""
+    return ActionClassifier(build_backbone(arch, modality, weights), num_classes, roi_size, roi_pool, dropout)
 
 
 def build_head(kind: str, roi_dim: int, context_dim: int, num_classes: int) -> nn.Module:

@@ -34,7 +34,8 @@ class RoiFeatures(nn.Module):
 
     def forward(self, feature_map: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         context = feature_map.mean(dim=2)
-        grid = roi_align(context, rois.to(context.dtype), output_size=self.roi_size,
+        # float32 ROIs and map: under bf16 autocast, box coordinates in bf16 would step by a pixel or more
+        grid = roi_align(context.float(), rois.float(), output_size=self.roi_size,
                          spatial_scale=self.spatial_scale, sampling_ratio=2, aligned=True)
         roi = grid.amax(dim=(2, 3)) if self.pool == "max" else grid.mean(dim=(2, 3))
         return roi, context
@@ -73,7 +74,8 @@ class ActionClassifier(nn.Module):
     A backbone with ``per_keyframe = True`` gets :class:`KeyframePooling` instead of ROIAlign.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, roi_size: int | None = None, pool: str = "max"):
+    def __init__(self, backbone: nn.Module, num_classes: int, roi_size: int | None = None, pool: str = "max",
+                 dropout: float = DROPOUT):
         super().__init__()
         self.backbone = backbone
         if getattr(backbone, "per_keyframe", False):
@@ -82,7 +84,7 @@ class ActionClassifier(nn.Module):
             raise ValueError("a backbone of frames or flow needs roi_size")
         else:
             self.roi = RoiFeatures(int(roi_size), backbone.spatial_stride, pool)
-        self.head = LinearHead(backbone.out_channels, num_classes)
+        self.head = LinearHead(backbone.out_channels, num_classes, dropout)
 
     def features(self, clips: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.roi(self.backbone(clips), rois)

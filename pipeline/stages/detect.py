@@ -10,7 +10,10 @@
 ``video_id,timestamp,x1,y1,x2,y2,,score``: those scoring at least ``score_threshold`` after NMS at
 ``nms_iou``, at most ``max_per_keyframe`` per keyframe. The metrics (recall and precision at IoU 0.5,
 AP@0.5: :mod:`pipeline.detect.metrics`) also use the detections under the threshold, for AP; without
-``--ground-truth`` they are None. A checkpoint trained with another layout is refused.
+``--ground-truth`` they are None. A checkpoint trained with another layout is refused. The detector
+runs on ``compute.device`` (on CUDA its backbone and heads under autocast at ``compute.precision``,
+boxes decoded in float32: :func:`pipeline.detect.model.mixed_precision`); there
+``compute.loader_workers`` processes read the keyframe images ahead of it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pipeline.ava.formats import read_keyframes
 from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, set_threads, stage_parser
 from pipeline.detect.inference import check_checkpoint, detect_keyframes
 from pipeline.detect.keyframes import KeyframeImages
-from pipeline.detect.model import trained_detector
+from pipeline.detect.model import mixed_precision, trained_detector
 from pipeline.detect.outputs import write_outputs
+from pipeline.devices import select_device
 from pipeline.params import DetectorParams
 
 STAGE = "detect"
@@ -40,10 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     params = read_params(parser, DetectorParams, args.params)
     set_threads(args.threads)
     check_checkpoint(args.checkpoint, params)
-    model = trained_detector(params, args.checkpoint)
+    device = select_device(params.compute.device)
+    model = mixed_precision(trained_detector(params, args.checkpoint).to(device), device, params.compute.precision)
     keyframes = read_keyframes(args.keyframes)
     with KeyframeImages(args.frames) as images:
-        detections = detect_keyframes(model, images, keyframes)
+        detections = detect_keyframes(model, images, keyframes,
+                                      loader_workers=params.compute.loader_workers)
     write_outputs(detections, keyframes, args.out, args.metrics, params, args.ground_truth, args.excluded,
                   STAGE, {"source": f"detector {args.checkpoint}"})
     return 0

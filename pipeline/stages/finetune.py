@@ -22,18 +22,24 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.ava.formats import LabelMap, read_boxes, read_ground_truth, read_label_map
 from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
-from pipeline.data.clips import ClipSpec, Keyframe, KeyframeDataset, collate_keyframes, group_keyframes
+from pipeline.data.clips import (ClipSpec, GlobalBatchSampler, Keyframe, KeyframeDataset, collate_keyframes,
+                                 group_keyframes)
 from pipeline.detect.training_boxes import training_boxes
+from pipeline.devices import (all_reduce_sum, autocast, grad_scaler, process_group, processes_from_env, select_device,
+                              share_batch_statistics)
 from pipeline.errors import InputError
 from pipeline.models.optim import make_optimizer
 from pipeline.models.registry import build_action_model
 from pipeline.models.roi_head import ActionClassifier
-from pipeline.params import BackboneParams, as_dict
+from pipeline.params import BackboneParams, as_dict, to_json
 from pipeline.progress import progress
 from pipeline.store import atomic_path, write_log_csv, write_sidecar
+from pipeline.training_state import load_state, remove_state, restore, save_state
 
 
 def store_paths(paths: Sequence[str | Path]) -> dict[str, Path]:
@@ -60,44 +66,102 @@ def training_keyframes(label_map: LabelMap, ground_truth: str | Path, boxes: str
     return group_keyframes(rows, labels)
 
 
-def train_epoch(model: ActionClassifier, loader: torch.utils.data.DataLoader,
-                optimizer: torch.optim.Optimizer, desc: str) -> float:
-    """One pass over ``loader``; returns the mean loss per box (BCE with logits, mean over classes)."""
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Torch's seed for one process's epoch (dropout): a resumed epoch draws what it drew the first time."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def train_epoch(model: torch.nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
+                device: torch.device, precision: str, scaler: torch.amp.GradScaler, desc: str) -> float:
+    """One pass over ``loader``; returns the mean loss per box over every process (BCE with logits,
+    mean over classes).
+
+    Each step's loss is normalized by the elements (boxes x classes) of the whole global batch, and
+    multiplied by the number of processes that DistributedDataParallel averages over, so that the
+    gradient of any number of processes is that of one process on the global batch.
+    """
     model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
-    total, boxes = 0.0, 0
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    total, boxes = 0.0, 0.0
     for batch in progress(loader, desc=desc, unit="batch"):
-        logits = model(batch["clips"], batch["rois"])
-        loss = loss_fn(logits, batch["labels"]) / logits.numel()
+        clips = batch["clips"].to(device, non_blocking=True)
+        rois = batch["rois"].to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(clips, rois)
+        loss_sum = loss_fn(logits.float(), labels)
+        loss = loss_sum / logits.numel()
+        if world_size > 1:
+            loss = loss * (world_size * logits.numel() / all_reduce_sum(float(logits.numel()), device))
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(logits)
-        boxes += len(logits)
-    return total / max(boxes, 1)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += all_reduce_sum(loss_sum.item() / logits.shape[1], device)
+        boxes += all_reduce_sum(float(len(logits)), device)
+    return total / max(boxes, 1.0)
 
 
-def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: BackboneParams,
-             num_classes: int, log: list[dict[str, float]] | None = None) -> ActionClassifier:
-    """Train the action model of ``params`` on ``keyframes``; appends {epoch, loss, seconds} rows to ``log``."""
-    torch.manual_seed(params.seed)
+def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: BackboneParams, num_classes: int,
+             out: str | Path | None = None, log: list[dict[str, float]] | None = None) -> ActionClassifier:
+    """Train the action model of ``params`` on ``keyframes``; returns it (unwrapped, on its device).
+
+    Appends {epoch, loss, seconds} rows to ``log``. With ``out``, the training state is saved beside
+    it after every epoch (by the first process) and a saved state of the same parameters is resumed.
+    Run by several processes (torchrun), each trains on its share of every global batch.
+    """
+    processes = processes_from_env()
+    device = select_device(params.compute.device, processes.local_rank)
     settings = params.finetune
+    if settings.batch_size % processes.world_size:
+        raise ValueError(f"finetune.batch_size {settings.batch_size} is not a multiple of the "
+                         f"{processes.world_size} training processes")
+    torch.manual_seed(params.seed)
     model = build_action_model(params.arch, params.modality, num_classes, params.roi_size, params.roi_pool,
-                               params.weights)
-    dataset = KeyframeDataset(keyframes, stores, ClipSpec.from_params(params), flip=True,
-                              rng=np.random.default_rng(params.seed))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=True,
-                                         collate_fn=collate_keyframes,
-                                         generator=torch.Generator().manual_seed(params.seed))
+                               params.weights, params.dropout)
+    if processes.distributed:
+        model = share_batch_statistics(model, device)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
+    log = log if log is not None else []
+    done = 0
+    state = load_state(out, to_json(params)) if out is not None else None
+    if state is not None:
+        done, log[:] = restore(state, model, optimizer)
+    model.to(device)
+    optimizer_to(optimizer, device)
+    trained: torch.nn.Module = model
+    if processes.distributed:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = GlobalBatchSampler(len(keyframes), settings.batch_size, params.seed, processes.rank,
+                                 processes.world_size)
+    workers = params.compute.loader_workers
+    loader = torch.utils.data.DataLoader(
+        KeyframeDataset(keyframes, stores, ClipSpec.from_params(params), flip=True, seed=params.seed),
+        batch_sampler=sampler, collate_fn=collate_keyframes, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False)
+    scaler = grad_scaler(device, params.compute.precision)
     start = time.monotonic()
-    for epoch in range(1, settings.epochs + 1):
-        loss = train_epoch(model, loader, optimizer, desc=f"finetune epoch {epoch}")
+    for epoch in range(done + 1, settings.epochs + 1):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(params.seed, epoch, processes.rank))
+        loss = train_epoch(trained, loader, optimizer, device, params.compute.precision, scaler,
+                           desc=f"finetune epoch {epoch}")
         row = {"epoch": epoch, "loss": loss, "seconds": time.monotonic() - start}
-        print(f"epoch {epoch}: loss {loss:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)
-        if log is not None:
-            log.append(row)
+        log.append(row)
+        if processes.is_main:
+            print(f"epoch {epoch}: loss {loss:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)
+            if out is not None:
+                save_state(out, to_json(params), epoch, model, optimizer, log)
     return model
+
+
+def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move a (restored) optimizer's state tensors to ``device``."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     n_boxes = sum(len(kf.boxes) for kf in keyframes)
     print(f"finetuning {params.arch} ({params.modality}) on {len(keyframes)} keyframes, "
           f"{n_boxes} boxes, {len(label_map)} classes", file=sys.stderr)
+    processes = processes_from_env()
     log: list[dict[str, float]] = []
-    model = finetune(keyframes, stores, params, len(label_map), log)
-
-    with atomic_path(args.out) as tmp:
-        torch.save({"backbone": model.backbone.state_dict(), "head": model.head.state_dict()}, tmp)
-    write_sidecar(args.out, "finetune", as_dict(params))
-    write_log_csv(args.log_csv, log)
-    write_sidecar(args.log_csv, "finetune", as_dict(params))
+    with process_group(processes, select_device(params.compute.device, processes.local_rank)):
+        model = finetune(keyframes, stores, params, len(label_map), args.out, log)
+    if processes.is_main:
+        with atomic_path(args.out) as tmp:
+            torch.save({"backbone": model.backbone.cpu().state_dict(), "head": model.head.cpu().state_dict()}, tmp)
+        write_sidecar(args.out, "finetune", as_dict(params))
+        write_log_csv(args.log_csv, log)
+        write_sidecar(args.log_csv, "finetune", as_dict(params))
+        remove_state(args.out)
     return 0
 
 

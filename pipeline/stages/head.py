@@ -8,6 +8,8 @@
 model's ``combine``). Rows with ``train_mask`` (ground-truth persons and the detections that overlap
 one) are the training set; the loss is binary cross-entropy with logits (multi-label). Writes the
 head file of :mod:`pipeline.heads` with a provenance sidecar, and the CSV log (epoch, loss, seconds).
+The head trains on ``compute.device`` (CUDA when the job has a GPU) with ``compute.precision``'s
+autocast there; on the CPU in float32, so that two runs give identical weights.
 """
 
 from __future__ import annotations
@@ -22,15 +24,21 @@ from torch import nn
 from pipeline.ava.formats import read_label_map
 from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
 from pipeline.feature_store import Features, read_model_features
-from pipeline.heads import head_logits, save_head
+from pipeline.devices import autocast, grad_scaler, select_device
+from pipeline.heads import head_logits, save_head, to_device
 from pipeline.models.optim import make_optimizer
 from pipeline.models.registry import build_head
 from pipeline.params import ModelParams, as_dict
 from pipeline.store import write_log_csv, write_sidecar
 
 
-def train_head(features: Features, params: ModelParams, log: list[dict[str, float]] | None = None) -> nn.Module:
-    """Train the head of ``params`` on the rows with ``train_mask``; appends {epoch, loss, seconds} to ``log``."""
+def train_head(features: Features, params: ModelParams, log: list[dict[str, float]] | None = None,
+               device: torch.device | None = None) -> nn.Module:
+    """Train the head of ``params`` on the rows with ``train_mask`` on ``device`` (default: ``params.compute``'s);
+    appends {epoch, loss, seconds} to ``log``. Forward passes under ``params.compute.precision``'s
+    autocast on CUDA (fp16 with a loss scaler); on the CPU in float32, deterministic for the seed."""
+    device = device or select_device(params.compute.device)
+    precision = params.compute.precision
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     settings = params.train
@@ -38,21 +46,27 @@ def train_head(features: Features, params: ModelParams, log: list[dict[str, floa
     if len(rows) == 0:
         raise ValueError("no training row (train_mask) in the features")
     head = build_head(params.head, features.roi.shape[1], features.context.shape[1], features.label.shape[1])
+    head.to(device)
     optimizer = make_optimizer(settings.optimizer, head.parameters(), settings.lr, settings.weight_decay)
+    scaler = grad_scaler(device, precision)
     loss_fn = nn.BCEWithLogitsLoss()
     start = time.monotonic()
     head.train()
     for epoch in range(1, settings.epochs + 1):
         order = rng.permutation(rows)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)   # summed on the device: no sync per step
         for i in range(0, len(order), settings.batch_size):
             index = np.sort(order[i:i + settings.batch_size])
-            loss = loss_fn(head_logits(head, features, index), torch.from_numpy(features.label[index].astype(np.float32)))
+            labels = to_device(features.label[index].astype(np.float32), device)
+            with autocast(device, precision):
+                logits = head_logits(head, features, index)
+            loss = loss_fn(logits.float(), labels)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(index)
-        row = {"epoch": epoch, "loss": total / len(rows), "seconds": time.monotonic() - start}
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += loss.detach().double() * len(index)
+        row = {"epoch": epoch, "loss": total.item() / len(rows), "seconds": time.monotonic() - start}
         if log is not None:
             log.append(row)
         if epoch == 1 or epoch % 10 == 0 or epoch == settings.epochs:
@@ -74,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
     label_map = read_label_map(args.label_map)
     features = read_model_features(args.features, label_map, params)
-    print(f"training a {params.head} head on {int(features.train_mask.sum())} of {len(features)} rows",
+    device = select_device(params.compute.device)
+    print(f"training a {params.head} head on {int(features.train_mask.sum())} of {len(features)} rows ({device})",
           file=sys.stderr)
     log: list[dict[str, float]] = []
-    head = train_head(features, params, log)
+    head = train_head(features, params, log, device)
     save_head(args.out, head, params.head, features, label_map)
     write_sidecar(args.out, "head", as_dict(params))
     write_log_csv(args.log_csv, log)

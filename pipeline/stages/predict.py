@@ -8,6 +8,9 @@ Outputs:
 - AVA detections CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,score``: one row per detected box
   and class, score = sigmoid(logit); provenance sidecar.
 - the logits parquet of :mod:`pipeline.scores` (for fusion before the sigmoid).
+
+The head runs on ``compute.device`` (CUDA when the job has a GPU) with ``compute.precision``'s
+autocast there; on the CPU in float32.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from pipeline.ava.formats import AvaRows, read_label_map, write_detections
 from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
 from pipeline.detect.training_boxes import DETECTION
+from pipeline.devices import select_device
 from pipeline.feature_store import Features, read_model_features
 from pipeline.heads import load_head, row_logits
 from pipeline.params import ModelParams, as_dict
@@ -48,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
 
     label_map = read_label_map(args.label_map)
-    head = load_head(args.head, label_map, params.head)
+    device = select_device(params.compute.device)
+    head = load_head(args.head, label_map, params.head, device)
     features = read_model_features(args.features, label_map, params)
     rows, boxes = detection_boxes(features)
-    logits = row_logits(head, features, rows)
+    logits = row_logits(head, features, rows, params.compute.precision)
     write_detections(args.out, to_detections(boxes, sigmoid(logits), label_map))
     write_sidecar(args.out, "predict", as_dict(params))
     write_logits(args.logits, boxes, logits, label_map, "predict", as_dict(params))
-    print(f"scored {len(rows)} detected boxes -> {args.out}, {args.logits}", file=sys.stderr)
+    print(f"scored {len(rows)} detected boxes ({device}) -> {args.out}, {args.logits}", file=sys.stderr)
     return 0
 
 

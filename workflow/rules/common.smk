@@ -21,6 +21,7 @@ from pipeline.config import (
     model_params,
     prepare_params,
     report_params,
+    stage_processes,
     validate_config,
 )
 from pipeline.data.manifest import all_video_ids, find_video
@@ -277,6 +278,24 @@ def evaluate_inputs(wildcards):
         "excluded": EXCLUDED.format(split=wildcards.split),
         "label_map": LABEL_MAP,
     }
+
+
+# --- devices and processes ------------------------------------------------------------------
+def gpus(stage):
+    """GPUs a job of ``stage`` asks the scheduler for (compute.gpus)."""
+    return config["compute"]["gpus"].get(stage, 0)
+
+
+def torchrun(stage):
+    """What goes between `python` and `-m pipeline.stages.<stage>`: torchrun with one process per GPU
+    (or per CPU process) when a job of ``stage`` runs several, else nothing."""
+    n = stage_processes(config, stage)
+    return f"-m torch.distributed.run --standalone --nproc_per_node={n}" if n > 1 else ""
+
+
+def process_threads(stage, threads):
+    """Each process's share of a job's ``threads``."""
+    return max(1, threads // stage_processes(config, stage))
 
 
 # --- command-line pieces --------------------------------------------------------------------

@@ -16,12 +16,15 @@ rule detector_train:
     resources:
         mem_mb=6000,
         runtime=600,
+        gpu=gpus("detector_train"),
     params:
         json=to_json(detector_params(config)),
+        torchrun=torchrun("detector_train"),
+        threads=lambda wildcards, threads: process_threads("detector_train", threads),
     shell:
-        "python -m pipeline.stages.detector_train --frames {input.frames} --ground-truth {input.ground_truth}"
-        " --out {output.detector} --log-csv {output.train_log} --params {params.json:q} --threads {threads}"
-        " > {log} 2>&1"
+        "python {params.torchrun} -m pipeline.stages.detector_train --frames {input.frames}"
+        " --ground-truth {input.ground_truth} --out {output.detector} --log-csv {output.train_log}"
+        " --params {params.json:q} --threads {params.threads} > {log} 2>&1"
 
 
 rule detect:
@@ -43,6 +46,7 @@ rule detect:
     resources:
         mem_mb=4000,
         runtime=240,
+        gpu=gpus("detect"),
     params:
         json=to_json(detector_params(config)),
         ground_truth=lambda wildcards, input: flag("ground-truth", input, "ground_truth"),

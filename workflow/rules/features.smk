@@ -12,6 +12,7 @@ rule features:
         "../../envs/models.yaml"
     threads: 1
     resources:
+        gpu=gpus("features"),
         mem_mb=4000,
         runtime=60,
     params:

@@ -15,9 +15,12 @@ rule finetune:
     resources:
         mem_mb=8000,
         runtime=720,
+        gpu=gpus("finetune"),
     params:
         json=lambda wildcards: to_json(backbone_params(config, wildcards.backbone)),
+        torchrun=torchrun("finetune"),
+        threads=lambda wildcards, threads: process_threads("finetune", threads),
     shell:
-        "python -m pipeline.stages.finetune --label-map {input.label_map} --ground-truth {input.ground_truth}"
-        " --boxes {input.boxes} --stores {input.stores} --out {output.weights} --log-csv {output.train_log}"
-        " --params {params.json:q} --threads {threads} > {log} 2>&1"
+        "python {params.torchrun} -m pipeline.stages.finetune --label-map {input.label_map}"
+        " --ground-truth {input.ground_truth} --boxes {input.boxes} --stores {input.stores} --out {output.weights} --log-csv {output.train_log}"
+        " --params {params.json:q} --threads {params.threads} > {log} 2>&1"

@@ -13,6 +13,7 @@ rule head:
         "../../envs/models.yaml"
     threads: 1
     resources:
+        gpu=gpus("head"),
         mem_mb=4000,
         runtime=60,
     params:

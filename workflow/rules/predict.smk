@@ -12,6 +12,8 @@ rule predict:
     conda:
         "../../envs/models.yaml"
     threads: 1
+    resources:
+        gpu=gpus("predict"),
     params:
         json=lambda wildcards: to_json(model_params(config, wildcards.model)),
         features=lambda wildcards: features_args(wildcards.model, wildcards.split),
