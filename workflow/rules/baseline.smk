@@ -5,11 +5,12 @@ rule baseline:
         boxes=BOXES,
         label_map=LABEL_MAP,
     output:
-        BASELINE_PREDICTIONS,
+        csv=BASELINE_PREDICTIONS,
+        provenance=provenance_of(BASELINE_PREDICTIONS),
     log:
         f"{LOGS}/predict/{BASELINE}/{{split}}.log",
     conda:
         "../../envs/models.yaml"
     shell:
         "python -m pipeline.stages.baseline --train-ground-truth {input.ground_truth} --boxes {input.boxes}"
-        " --label-map {input.label_map} --out {output} > {log} 2>&1"
+        " --label-map {input.label_map} --out {output.csv} > {log} 2>&1"

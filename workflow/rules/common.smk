@@ -116,6 +116,11 @@ REPORT_TABLE1 = f"{R}/report/table1.md"
 REPORT_FIGURES = [f"{R}/report/{name}_{split}.png" for split in EVAL_SPLITS for name in ("ap_per_class", "pr_best")]
 
 
+def provenance_of(path):
+    """The provenance sidecar that a stage writes beside ``path`` (``store.write_sidecar``)."""
+    return f"{path}.provenance.json"
+
+
 # --- what the dataset holds -----------------------------------------------------------------
 def dataset_path(relative):
     return os.path.join(DATASET_CFG["root"], relative)

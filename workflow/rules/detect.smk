@@ -6,6 +6,7 @@ rule detector_train:
     output:
         detector=DETECTOR,
         train_log=DETECTOR_LOG,
+        provenance=provenance_of(DETECTOR),
     log:
         f"{LOGS}/detector_train.log",
     benchmark:
@@ -34,6 +35,7 @@ rule detect:
     output:
         boxes=BOXES,
         metrics=DETECT_METRICS,
+        provenance=provenance_of(BOXES),
     log:
         f"{LOGS}/detect/{{split}}.log",
     benchmark:
@@ -63,6 +65,7 @@ rule detect_precomputed:
     output:
         boxes=BOXES,
         metrics=DETECT_METRICS,
+        provenance=provenance_of(BOXES),
     log:
         f"{LOGS}/detect/{{split}}.precomputed.log",
     wildcard_constraints:

@@ -5,6 +5,8 @@ rule finetune:
     output:
         weights=BACKBONE_WEIGHTS,
         train_log=FINETUNE_LOG,
+        provenance=provenance_of(BACKBONE_WEIGHTS),
+        log_provenance=provenance_of(FINETUNE_LOG),
     log:
         f"{LOGS}/finetune/{{backbone}}.log",
     benchmark:

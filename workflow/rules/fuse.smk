@@ -5,6 +5,7 @@ rule fuse:
     output:
         csv=FUSED,
         logits=FUSED_LOGITS,
+        provenance=provenance_of(FUSED),
     log:
         f"{LOGS}/fuse/{{fusion}}/{{split}}.log",
     conda:

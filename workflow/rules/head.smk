@@ -5,6 +5,8 @@ rule head:
     output:
         head=HEAD,
         train_log=HEAD_LOG,
+        provenance=provenance_of(HEAD),
+        log_provenance=provenance_of(HEAD_LOG),
     log:
         f"{LOGS}/head/{{model}}.log",
     wildcard_constraints:

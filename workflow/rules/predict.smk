@@ -5,6 +5,7 @@ rule predict:
     output:
         csv=PREDICTIONS,
         logits=LOGITS,
+        provenance=provenance_of(PREDICTIONS),
     log:
         f"{LOGS}/predict/{{model}}/{{split}}.log",
     wildcard_constraints:

@@ -5,6 +5,7 @@ rule prepare:
     output:
         video=PREPARED,
         report=PREPARED_REPORT,
+        provenance=provenance_of(PREPARED),
     log:
         f"{LOGS}/prepare/{{video}}.log",
     benchmark:
