@@ -145,3 +145,15 @@ def test_params_json_names_what_is_missing_unknown_or_mistyped():
         parse_params(BackboneParams, json.dumps({**data, "typo": 1}))
     with pytest.raises(ParamsError, match=r"BackboneParams\.finetune\.epochs: expected int"):
         parse_params(BackboneParams, json.dumps({**data, "finetune": {**data["finetune"], "epochs": "12"}}))
+
+
+@pytest.mark.parametrize("name", ["ava_v2.1.yaml", "ava_v2.2.yaml"])
+def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
+    config = load_config(ROOT / "configs" / name)
+    for backbone in config["backbones"]:
+        assert backbone_params(config, backbone).finetune.optimizer == "sgd"
+    for model in config["models"]:
+        assert model_params(config, model).train.lr == 0.001          # the paper's constant rate
+    assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
+                                                                                "full": "topk_logit"}
+    assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training
