@@ -1,13 +1,14 @@
 """Benchmark of planning the DAG at AVA's scale: ``snakemake -n`` against a trivial Snakefile of as many jobs.
 
 AVA has 430 movies (235 train, 64 val and 131 test in v2.2; the benchmark splits 299 train and 131
-val) of 897 keyframes each. The benchmark writes that dataset as placeholders (empty video files,
-a ground-truth CSV with one person per keyframe, the video lists and the demo's label map) and a
-config with the demo's models on it, then times ``snakemake -n`` of the whole pipeline. The
+val) of 897 keyframes each. The benchmark writes that dataset as placeholders (empty movie files,
+a ground-truth CSV with one person per keyframe, AVA's label map) under the file names of
+``configs/ava_v2.2.yaml`` (the paper's seven models, two flows, two fusions, movies cut by the
+prepare stage), then times ``snakemake -n`` of the whole pipeline with that config. The
 yardstick, timed in the same run, is a trivial Snakefile with the same number of jobs in the same
 number of rules (each job one input and one output). Goal: at most 10 s, and at most 2x the yardstick.
 
-    .venv/bin/python bench/dag.py [--videos 430] [--keyframes 897]
+    .venv/bin/python bench/dag.py [--videos 430] [--keyframes 897] [--config configs/ava_v2.2.yaml]
 
 The last line printed is one JSON object with the figures.
 """
@@ -29,28 +30,38 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def write_dataset(root: Path, n_videos: int, n_keyframes: int) -> dict[str, list[str]]:
-    """Placeholder videos and annotations in AVA's layout; returns the video ids of each split."""
-    (root / "videos").mkdir(parents=True)
-    (root / "annotations").mkdir()
+def write_dataset(root: Path, config: dict, n_videos: int, n_keyframes: int) -> dict[str, list[str]]:
+    """Placeholder movies and annotations where ``config``'s dataset section expects them; returns the
+    video ids of each split."""
+    dataset = config["dataset"]
+    media = root / (dataset["prepare"]["movies"] if dataset.get("prepare") else dataset["videos"])
+    media.mkdir(parents=True)
     n_val = round(n_videos * 131 / 430)
     ids = {"train": [f"movie{i:03d}" for i in range(n_videos - n_val)],
            "val": [f"movie{i:03d}" for i in range(n_videos - n_val, n_videos)]}
     labels = (ROOT / "tests/fixtures/ava/ava_action_list_v2.1_for_activitynet_2018.pbtxt").read_text()
-    (root / "annotations/label_map.pbtxt").write_text(labels)
+    write(root / dataset["label_map"], labels)
     for split, videos in ids.items():
-        (root / f"annotations/{split}.videos.txt").write_text("".join(f"{v}\n" for v in videos))
+        files = dataset["splits"][split]
         rows = [f"{v},{t:04d},0.100,0.100,0.500,0.900,12,0\n" for v in videos for t in range(902, 902 + n_keyframes)]
-        (root / f"annotations/{split}.csv").write_text("".join(rows))
-        (root / f"annotations/{split}_excluded_timestamps.csv").write_text("")
+        write(root / files["ground_truth"], "".join(rows))
+        write(root / files["excluded"], "")
+        if files.get("videos"):
+            write(root / files["videos"], "".join(f"{v}\n" for v in videos))
         for v in videos:
-            (root / "videos" / f"{v}.mp4").touch()
+            (media / f"{v}.mkv").touch()
     return ids
 
 
-def pipeline_config(root: Path) -> dict:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def pipeline_config(path: Path, root: Path) -> dict:
+    config = yaml.safe_load(path.read_text())
     config["dataset"]["root"] = str(root)
+    config["results"] = "results"
     return config
 
 
@@ -93,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=430)
     parser.add_argument("--keyframes", type=int, default=897)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "ava_v2.2.yaml")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_dag_") as tmp:
         work = Path(tmp)
-        ids = write_dataset(work / "data", args.videos, args.keyframes)
-        (work / "config.yaml").write_text(yaml.safe_dump(pipeline_config(work / "data")))
+        config = pipeline_config(args.config, work / "data")
+        ids = write_dataset(work / "data", config, args.videos, args.keyframes)
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
         seconds, counts = dry_run(work, ROOT / "Snakefile", work / "config.yaml")
         jobs = sum(counts.values())
         trivial = work / "trivial"
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         trivial_seconds, trivial_counts = dry_run(trivial, trivial / "Snakefile", None)
     ratio = seconds / trivial_seconds
     result = {
+        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
         "videos": args.videos, "keyframes_per_video": args.keyframes,
         "train_videos": len(ids["train"]), "val_videos": len(ids["val"]),
         "jobs": jobs, "jobs_per_rule": counts, "trivial_jobs": sum(trivial_counts.values()),

@@ -15,7 +15,7 @@ rule audio:
         mem_mb=2000,
         runtime=30,
     params:
-        json=to_json(audio_params(config)),
+        json=PARAMS_JSON["audio"],
     shell:
         "python -m pipeline.stages.audio --video {input.video:q} --video-id={wildcards.video:q} --out {output}"
         " --params {params.json:q} > {log} 2>&1"

@@ -70,6 +70,22 @@ else:
     VIDEO_SPLIT = {}
 
 
+# --- each stage's --params, built once (pipeline.config builds them; pipeline.params types them) ---
+PARAMS_JSON = {
+    "dataset": to_json(dataset_params(config)),
+    "frames": to_json(frames_params(config)),
+    "audio": to_json(audio_params(config)),
+    "detect": to_json(detector_params(config)),
+    "evaluate": to_json(evaluate_params(config)),
+    "report": to_json(report_params(config, BASELINE)),
+    **({"prepare": to_json(prepare_params(config))} if PREPARE_CFG else {}),
+}
+FLOW_JSON = {method: to_json(flow_params(config, method)) for method in config["flow"]["methods"]}
+BACKBONE_JSON = {name: to_json(backbone_params(config, name)) for name in BACKBONES}
+MODEL_JSON = {name: to_json(model_params(config, name)) for name in MODELS}
+FUSION_JSON = {name: to_json(fusion_params(config, name)) for name in FUSIONS}
+
+
 def one_of(names):
     """A wildcard constraint that matches exactly one of ``names`` (none: nothing)."""
     return "|".join(re.escape(n) for n in names) or "$^"

@@ -13,7 +13,7 @@ rule dataset:
     conda:
         "../../envs/media.yaml"
     params:
-        json=to_json(dataset_params(config)),
+        json=PARAMS_JSON["dataset"],
     shell:
         "python -m pipeline.stages.dataset --params {params.json:q} --out-dir $(dirname {output.manifest})"
         " > {log} 2>&1"

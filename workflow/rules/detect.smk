@@ -19,7 +19,7 @@ rule detector_train:
         runtime=600,
         gpu=gpus("detector_train"),
     params:
-        json=to_json(detector_params(config)),
+        json=PARAMS_JSON["detect"],
         torchrun=torchrun("detector_train"),
         threads=lambda wildcards, threads: process_threads("detector_train", threads),
     shell:
@@ -50,7 +50,7 @@ rule detect:
         runtime=240,
         gpu=gpus("detect"),
     params:
-        json=to_json(detector_params(config)),
+        json=PARAMS_JSON["detect"],
         ground_truth=lambda wildcards, input: flag("ground-truth", input, "ground_truth"),
     shell:
         "python -m pipeline.stages.detect --checkpoint {input.checkpoint} --frames {input.frames}"
@@ -73,7 +73,7 @@ rule detect_precomputed:
     conda:
         "../../envs/models.yaml"
     params:
-        json=to_json(detector_params(config)),
+        json=PARAMS_JSON["detect"],
         ground_truth=lambda wildcards, input: flag("ground-truth", input, "ground_truth"),
     shell:
         "python -m pipeline.stages.detect_precomputed --boxes {input.boxes:q} --keyframes {input.keyframes}"

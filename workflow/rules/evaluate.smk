@@ -9,7 +9,7 @@ rule evaluate:
     conda:
         "../../envs/models.yaml"
     params:
-        json=to_json(evaluate_params(config)),
+        json=PARAMS_JSON["evaluate"],
         excluded=lambda wildcards, input: (
             f"--excluded {input.excluded}" if config["evaluate"]["variant"] == "2019" else ""
         ),

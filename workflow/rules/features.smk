@@ -16,7 +16,7 @@ rule features:
         mem_mb=4000,
         runtime=60,
     params:
-        json=lambda wildcards: to_json(backbone_params(config, wildcards.backbone)),
+        json=lambda wildcards: BACKBONE_JSON[wildcards.backbone],
         ground_truth=lambda wildcards, input: flag("ground-truth", input, "ground_truth"),
     shell:
         "python -m pipeline.stages.features --weights {input.weights} --store {input.store}"

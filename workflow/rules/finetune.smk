@@ -19,7 +19,7 @@ rule finetune:
         runtime=720,
         gpu=gpus("finetune"),
     params:
-        json=lambda wildcards: to_json(backbone_params(config, wildcards.backbone)),
+        json=lambda wildcards: BACKBONE_JSON[wildcards.backbone],
         torchrun=torchrun("finetune"),
         threads=lambda wildcards, threads: process_threads("finetune", threads),
     shell:

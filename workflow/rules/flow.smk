@@ -15,7 +15,7 @@ rule flow:
         mem_mb=2000,
         runtime=240,
     params:
-        json=lambda wildcards: to_json(flow_params(config, wildcards.method)),
+        json=lambda wildcards: FLOW_JSON[wildcards.method],
         keyframes=lambda wildcards, input: flag("keyframes", input, "keyframes"),
     shell:
         "python -m pipeline.stages.flow --frames {input.frames} {params.keyframes} --out {output}"

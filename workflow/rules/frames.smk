@@ -15,7 +15,7 @@ rule frames:
         mem_mb=1000,
         runtime=30,
     params:
-        json=to_json(frames_params(config)),
+        json=PARAMS_JSON["frames"],
         keyframes=lambda wildcards, input: flag("keyframes", input, "keyframes"),
     shell:
         "python -m pipeline.stages.frames --video {input.video:q} --video-id={wildcards.video:q} {params.keyframes}"

@@ -11,7 +11,7 @@ rule fuse:
     conda:
         "../../envs/models.yaml"
     params:
-        json=lambda wildcards: to_json(fusion_params(config, wildcards.fusion)),
+        json=lambda wildcards: FUSION_JSON[wildcards.fusion],
     shell:
         "python -m pipeline.stages.fuse --logits {input.logits} --label-map {input.label_map} --out {output.csv}"
         " --out-logits {output.logits} --params {params.json:q} > {log} 2>&1"

@@ -19,7 +19,7 @@ rule head:
         mem_mb=4000,
         runtime=60,
     params:
-        json=lambda wildcards: to_json(model_params(config, wildcards.model)),
+        json=lambda wildcards: MODEL_JSON[wildcards.model],
         features=lambda wildcards: features_args(wildcards.model, TRAIN_SPLIT),
     shell:
         "python -m pipeline.stages.head {params.features} --label-map {input.label_map} --out {output.head}"

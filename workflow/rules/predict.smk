@@ -16,7 +16,7 @@ rule predict:
     resources:
         gpu=gpus("predict"),
     params:
-        json=lambda wildcards: to_json(model_params(config, wildcards.model)),
+        json=lambda wildcards: MODEL_JSON[wildcards.model],
         features=lambda wildcards: features_args(wildcards.model, wildcards.split),
     shell:
         "python -m pipeline.stages.predict --head {input.head} {params.features} --label-map {input.label_map}"

@@ -17,7 +17,7 @@ rule prepare:
         mem_mb=1500,
         runtime=60,
     params:
-        json=lambda wildcards: to_json(prepare_params(config)),
+        json=PARAMS_JSON.get("prepare"),
     shell:
         "python -m pipeline.stages.prepare --video {input:q} --out {output.video} --report {output.report}"
         " --params {params.json:q} --threads {threads} > {log} 2>&1"

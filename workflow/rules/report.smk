@@ -13,7 +13,7 @@ rule report:
     conda:
         "../../envs/models.yaml"
     params:
-        json=to_json(report_params(config, BASELINE)),
+        json=PARAMS_JSON["report"],
     shell:
         "python -m pipeline.stages.report --evaluations {input.evaluations} --detect-metrics {input.detect_metrics}"
         " --label-map {input.label_map} --out {output.index} --params {params.json:q} > {log} 2>&1"
