@@ -305,3 +305,49 @@ def test_ava_shaped_case_equals_the_loop(tmp_path):
         assert got.n_det == ref["n_det"] and got.n_gt == ref["n_gt"]
         for action_id, ap in ref["per_class"].items():
             assert (ap is None and got.per_class[action_id] is None) or abs(got.per_class[action_id] - ap) <= 1e-9
+
+
+# ------------------------------------------------------------------------------------------ other IoU thresholds
+
+# Two persons of class 1 at one keyframe: A (left half) and the lower right quarter C. d1 (score 0.9) overlaps A
+# with IoU 0.25 / 0.75 = 1/3 (and C with 0.2); d2 (score 0.8) overlaps C with IoU 0.15625 / 0.25 = 0.625.
+# At IoU 0.3 both match (AP 1); at 0.5 only d2 (precision [0, 1/2], recall [0, 1/2]: AP 1/4); at 0.7 neither.
+@pytest.mark.parametrize("iou, ap, tp", [(0.3, 1.0, [True, True]), (0.5, 0.25, [False, True]),
+                                         (0.7, 0.0, [False, False]), (1 / 3, 1.0, [True, True])])
+def test_other_iou_thresholds(case, iou, ap, tp):
+    r = case(rows(f"v,0902,{A},1,0", f"v,0902,{C},1,1"),
+             rows(f"v,0902,{B},1,0.9", "v,0902,0.5,0.5,1.0,0.8125,1,0.8"), iou_threshold=iou)
+    assert r.per_class[1] == ap and r.iou_threshold == iou
+    precision, recall = r.pr[1]
+    hits = np.cumsum(tp)
+    np.testing.assert_array_equal(recall, hits / 2)
+    np.testing.assert_array_equal(precision, hits / np.arange(1, 3))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("iou", [0.3, 0.7])
+def test_random_cases_at_other_iou_thresholds_equal_the_loop(tmp_path, seed, iou):
+    random_case(tmp_path, seed, tied=False)
+    paths = [tmp_path / n for n in ("lm.pbtxt", "gt.csv", "det.csv", "ex.csv")]
+    ref = reference.evaluate_reference(*paths, iou_threshold=iou)
+    got = evaluate_files(*paths, iou_threshold=iou)
+    at_half = evaluate_files(*paths)
+    for action_id, expected in ref["per_class"].items():
+        assert (got.per_class[action_id] is None) == (expected is None)
+        if expected is not None:
+            assert abs(got.per_class[action_id] - expected) <= 1e-9, action_id
+    assert abs(got.mAP - ref["mAP"]) <= 1e-9
+    # the random boxes are noisy copies of the ground truth: the threshold changes the result
+    assert got.mAP > at_half.mAP if iou < 0.5 else got.mAP < at_half.mAP
+
+
+def test_command_line_passes_its_iou(tmp_path, capsys):
+    random_case(tmp_path, 0, tied=False)
+    for iou in (0.3, 0.5, 0.7):
+        assert main(stage_args(tmp_path, iou=iou) + ["--out", str(tmp_path / f"{iou}.json")]) == 0
+        out = json.loads((tmp_path / f"{iou}.json").read_text())
+        expected = evaluate_files(tmp_path / "lm.pbtxt", tmp_path / "gt.csv", tmp_path / "det.csv", iou_threshold=iou)
+        assert out["iou_threshold"] == iou and out["mAP"] == pytest.approx(expected.mAP, abs=1e-12)
+        assert f"mAP@{iou}IOU" in capsys.readouterr().out
+    maps = [json.loads((tmp_path / f"{iou}.json").read_text())["mAP"] for iou in (0.3, 0.5, 0.7)]
+    assert maps[0] > maps[1] > maps[2]

@@ -170,6 +170,52 @@ def test_malformed_ground_truth(tmp_path):
         F.read_ground_truth(path)
 
 
+BOM = "\ufeff"
+
+
+def test_byte_order_mark_and_crlf_line_ends_are_read_by_every_reader(tmp_path):
+    def crlf(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_bytes((BOM + text.replace("\n", "\r\n")).encode())
+        return path
+
+    gt = F.read_ground_truth(crlf("gt.csv", "a,0902,0.1,0.2,0.3,0.4,12,7\nb,0903,0.1,0.2,0.3,0.4,13,8\n"))
+    assert gt.video_id.tolist() == ["a", "b"] and gt.person_id.tolist() == [7, 8]
+    det = F.read_detections(crlf("det.csv", "a,0902,0.1,0.2,0.3,0.4,12,0.5\n"))
+    assert det.video_id.tolist() == ["a"] and det.score.tolist() == [0.5]
+    boxes = F.read_boxes(crlf("boxes.csv", "a,0902,0.1,0.2,0.3,0.4,,0.5\n"))
+    assert boxes.video_id.tolist() == ["a"] and boxes.action_id.tolist() == [-1]
+    keys = F.read_keyframes(crlf("keys.csv", "a,0902\nb,0903\n"))
+    assert keys.video_id.tolist() == ["a", "b"] and keys.timestamp.tolist() == [902, 903]
+    assert F.read_excluded(crlf("ex.csv", "a,0902\n")) == {("a", 902)}
+    lm = F.read_label_map(crlf("lm.pbtxt", 'item {\n  name: "stand"\n  id: 12\n}\n'))
+    assert lm.ids == (12,) and lm.names == ("stand",)
+    # errors still name the right line
+    with pytest.raises(InputError, match=r"gt2\.csv:2: timestamp 'x' is not a non-negative integer"):
+        F.read_ground_truth(crlf("gt2.csv", "a,0902,0.1,0.2,0.3,0.4,12,7\nb,x,0.1,0.2,0.3,0.4,13,8\n"))
+    with pytest.raises(InputError, match=r"keys2\.csv:1: empty video_id"):
+        F.read_keyframes(crlf("keys2.csv", ",0902\n"))
+    assert F.row_lines(crlf("lines.csv", "a,1\n\nb,2\n")).tolist() == [1, 3]
+
+
+def test_files_that_are_not_utf8_are_named(tmp_path):
+    def utf16(name: str, text: str) -> Path:  # what Windows editors call "Unicode"
+        path = tmp_path / name
+        path.write_bytes(text.encode("utf-16"))
+        return path
+
+    for read, name, text in [(F.read_ground_truth, "gt.csv", "a,0902,0.1,0.2,0.3,0.4,12,7\n"),
+                             (F.read_detections, "det.csv", "a,0902,0.1,0.2,0.3,0.4,12,0.5\n"),
+                             (F.read_keyframes, "keys.csv", "a,0902\n"),
+                             (F.read_label_map, "lm.pbtxt", 'item { name: "stand" id: 12 }\n')]:
+        with pytest.raises(InputError, match=rf"{re.escape(name)}: not UTF-8 text"):
+            read(utf16(name, text))
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("a,0902,0.1,0.2,0.3,0.4,12,7\ncaf\xe9,0902,0.1,0.2,0.3,0.4,12,7\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1\.csv: not UTF-8 text"):
+        F.read_ground_truth(latin1)
+
+
 def test_avarows_defaults_take_concat():
     rows = F.AvaRows(["a", "b", "c"], [1, 2, 3], np.zeros((3, 4)))
     assert rows.action_id.tolist() == [-1] * 3 and rows.person_id.tolist() == [-1] * 3
@@ -317,3 +363,35 @@ def test_writers_refuse_video_ids_a_csv_cannot_hold_unquoted(tmp_path, bad):
     with pytest.raises(ValueError, match=re.escape("cannot hold unquoted")):
         F.write_keyframes(tmp_path / "k.csv", [(bad, 902)])
     assert not (tmp_path / "b.csv").exists() and not (tmp_path / "k.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------ action id -1
+# Only SlowFast/LFB person-box files mark a box without action with -1; in ground truth and detections
+# an action id must be a label-map id (non-negative): -1 there is an error naming the file and the line.
+
+NEGATIVE_ACTION_ROWS = {
+    "ground truth": ("v,0902,0.1,0.2,0.3,0.4,5,1\nv,0903,0.1,0.2,0.3,0.4,-1,2\n", F.read_ground_truth),
+    "ground truth, 7 columns": ("v,0902,0.1,0.2,0.3,0.4,5\nv,0902,0.5,0.2,0.9,0.4,7\nv,0903,0.1,0.2,0.3,0.4,-1\n",
+                                F.read_ground_truth),
+    "detections": (GOOD + GOOD + "v,0903,0.1,0.2,0.3,0.4,-1,0.9\n", F.read_detections),
+}
+
+
+@pytest.mark.parametrize("kind", list(NEGATIVE_ACTION_ROWS))
+def test_action_id_minus_one_is_refused_in_ground_truth_and_detections(tmp_path, kind):
+    text, read = NEGATIVE_ACTION_ROWS[kind]
+    path = write(tmp_path / "rows.csv", text)
+    with pytest.raises(InputError) as err:
+        read(path)
+    assert err.value.line == text.count("\n"), str(err.value)            # the last line holds the -1
+    assert str(path) in str(err.value) and "action_id '-1' is not a non-negative integer" in str(err.value)
+
+
+def test_action_id_minus_one_is_read_in_person_box_files(tmp_path):
+    path = write(tmp_path / "boxes.csv", "v,0902,0.1,0.2,0.3,0.4,-1,0.9\nv,0902,0.5,0.2,0.9,0.4,,0.8\n"
+                                         "v,0903,0.1,0.2,0.3,0.4,12,0.7\n")
+    rows = F.read_boxes(path)
+    assert rows.action_id.tolist() == [-1, -1, 12]
+    assert rows.score.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    with pytest.raises(InputError, match=r"boxes.csv:1: action_id '-2'"):
+        F.read_boxes(write(tmp_path / "boxes.csv", "v,0902,0.1,0.2,0.3,0.4,-2,0.9\n"))

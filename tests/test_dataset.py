@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from pipeline.ava import formats
 from pipeline.data import manifest
 from pipeline.errors import InputError
 from pipeline.media.ffmpeg import ffmpeg_exe
+from pipeline.media.frames import FrameStore
 from pipeline.params import DatasetParams, SplitFiles
 from pipeline.stages import dataset as dataset_stage
 
@@ -117,3 +121,146 @@ def test_dataset_stage_writes_the_manifest_and_the_split_files(small_dataset, tm
     assert (out / "train.excluded.csv").read_text() == "a,0903\n"
     assert (out / "train.gt.csv").read_text().splitlines() == ["a,0902,0.100,0.100,0.500,0.900,12,0"]
     assert formats.read_label_map(out / "label_map.pbtxt").ids == (12,)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: ground-truth repairs, BOM and CRLF, video ids, broken video files
+
+
+def run_dataset(params: DatasetParams, out) -> list[manifest.VideoInfo]:
+    params = dataclasses.replace(params, splits={"train": params.splits["train"]})
+    return dataset_stage.build(params, out)
+
+
+def test_ground_truth_at_excluded_keyframes_and_duplicates_are_dropped_and_counted(small_dataset, tmp_path, capsys):
+    gt = tmp_path / "data" / "ann" / "train.csv"
+    gt.write_text("a,0902,0.1,0.1,0.5,0.9,12,0\n"
+                  "a,0903,0.2,0.1,0.6,0.9,12,1\n"     # at the excluded keyframe a,0903
+                  "a,0902,0.1,0.1,0.5,0.9,12,0\n"     # a copy of line 1
+                  "b,0904,0.1,0.1,0.5,0.9,12,0\n"
+                  "a,0903,0.3,0.1,0.7,0.9,12,2\n"     # excluded again
+                  "b,0904,0.100,0.1,0.5,0.90,12,0\n"  # line 4 written otherwise
+                  "b,0904,0.1,0.1,0.5,0.9,12,1\n")    # another person: kept
+    out = tmp_path / "out"
+    run_dataset(small_dataset, out)
+    err = capsys.readouterr().err
+    assert f"{gt}: 2 ground-truth rows at excluded keyframes are left out (lines 2, 5)" in err
+    assert f"{gt}: 2 duplicate ground-truth rows are left out (lines 3, 6)" in err
+    assert (out / "train.gt.csv").read_text().splitlines() == [
+        "a,0902,0.100,0.100,0.500,0.900,12,0", "b,0904,0.100,0.100,0.500,0.900,12,0",
+        "b,0904,0.100,0.100,0.500,0.900,12,1"]
+    assert "a,0903" not in (out / "train.keyframes.csv").read_text()
+
+
+@pytest.mark.parametrize("row", ["a,0902,0.5,0.1,0.5,0.9,12,0", "a,0902,0.6,0.1,0.5,0.9,12,0",
+                                 "a,0902,0.1,0.9,0.5,0.2,12,0"])
+def test_empty_ground_truth_box_is_an_error_with_file_and_line(small_dataset, tmp_path, row):
+    gt = tmp_path / "data" / "ann" / "train.csv"
+    gt.write_text(f"a,0902,0.1,0.1,0.5,0.9,12,0\n\n{row}\n")
+    with pytest.raises(InputError, match=r"train\.csv:3: empty box: .*needs x1 < x2 and y1 < y2"):
+        run_dataset(small_dataset, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_annotations_are_checked_before_any_video_is_probed(small_dataset, tmp_path):
+    (tmp_path / "data" / "videos" / "a.mp4").write_bytes(b"")
+    (tmp_path / "data" / "ann" / "train.csv").write_text("a,0902,0.5,0.1,0.4,0.9,12,0\n")
+    with pytest.raises(InputError, match=r"train\.csv:1: empty box"):
+        run_dataset(small_dataset, tmp_path / "out")
+
+
+def test_byte_order_marks_and_crlf_line_ends_are_read(small_dataset, tmp_path):
+    ann = tmp_path / "data" / "ann"
+    bom = "\ufeff"
+    for name in ("train.csv", "train.videos.txt", "train_excluded.csv", "label_map.pbtxt"):
+        text = (ann / name).read_text()
+        (ann / name).write_bytes((bom + text.replace("\n", "\r\n")).encode())
+    out = tmp_path / "out"
+    videos = run_dataset(small_dataset, out)
+    assert [v.video_id for v in videos] == ["a", "b"]
+    assert (out / "train.keyframes.csv").read_text() == "a,0902\na,0904\nb,0902\nb,0903\nb,0904\n"
+    assert (out / "train.excluded.csv").read_text() == "a,0903\n"
+    assert (out / "train.gt.csv").read_text().splitlines() == ["a,0902,0.100,0.100,0.500,0.900,12,0"]
+
+
+BAD_IDS = ["a;touch x", "a;touch_x", "../x", "..", ".", "a/b", "a\\b", "x y", "$(id)", "a`id`", "a|b", "a&b",
+           "a>b", "a<b", "a*", "a?", "a!", "it's", 'a"b', "{a}", "(a)", "a,b", "a\tb", "../x.mkv"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_video_ids_that_could_escape_results_or_run_commands_are_refused(tmp_path, bad):
+    path = tmp_path / "list.txt"
+    path.write_text(f"good_id\n{bad}\n")
+    with pytest.raises(InputError, match=r"list\.txt:2: .*(video id|not a video id)"):
+        manifest.read_video_list(path)
+
+
+def test_a_video_list_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes("a\nb\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"list\.txt: not UTF-8 text"):
+        manifest.read_video_list(path)
+
+
+def test_video_ids_from_ground_truth_are_checked_too(small_dataset, tmp_path):
+    gt = tmp_path / "data" / "ann" / "train.csv"
+    gt.write_text("a,0902,0.1,0.1,0.5,0.9,12,0\n\n../a,0902,0.1,0.1,0.5,0.9,12,0\n")
+    split = dataclasses.replace(small_dataset.splits["train"], videos=None)
+    with pytest.raises(InputError, match=r"train\.csv:3: video id '\.\./a' holds '/'"):
+        manifest.split_video_ids(small_dataset.root, split)
+
+
+def test_ids_starting_with_a_dash_work_through_the_frames_command_line(small_dataset, tmp_path):
+    """AVA ids may start with '-' (-5KQ66BBWC4); the rules pass --video-id=ID. A video '-rf' goes
+    through the dataset stage and the frames stage's command line as the rule runs it."""
+    root = tmp_path / "data"
+    (root / "videos" / "a.mp4").rename(root / "videos" / "-rf.mp4")
+    (root / "ann" / "train.videos.txt").write_text("-rf\nb\n")
+    (root / "ann" / "train.csv").write_text("-rf,0902,0.1,0.1,0.5,0.9,12,0\n")
+    (root / "ann" / "train_excluded.csv").write_text("-rf,0903\n")
+    out = tmp_path / "out"
+    videos = run_dataset(small_dataset, out)
+    assert videos[0].video_id == "-rf" and videos[0].n_frames == 150
+    frames_params = {"short_side": 32, "fps": 5.0, "window": "clips", "jpeg_quality": 90, "time_offset": 900.0,
+                     "context_s": 0.5}
+    store = tmp_path / "frames" / "-rf.h5"
+    store.parent.mkdir()
+    video = Path(videos[0].path).relative_to(tmp_path)
+    subprocess.run([sys.executable, "-m", "pipeline.stages.frames", "--video", str(video), "--video-id=-rf",
+                    "--keyframes", str(out / "train.keyframes.csv"), "--out", "frames/-rf.h5",
+                    "--params", json.dumps(frames_params), "--threads", "1"], cwd=tmp_path, check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    with FrameStore(store) as fs:
+        assert fs.video_id == "-rf" and len(fs) > 0
+        assert set(np.round(fs.t).astype(int).tolist()) <= {902, 903, 904}
+
+
+def _bad_video(kind: str, good: Path, path: Path) -> None:
+    data = good.read_bytes()
+    if kind == "truncated":                 # moov at the end: the index is lost
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "truncated_faststart":     # index first: the frames of the second half are lost
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(good), "-c", "copy",
+                        "-movflags", "+faststart", str(path.with_suffix(".fs.mp4"))], check=True)
+        data = path.with_suffix(".fs.mp4").read_bytes()
+        path.with_suffix(".fs.mp4").unlink()
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "zero_bytes":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("video_id,timestamp\nthis is not a video\n")
+    elif kind == "audio_only":
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine", "-t", "2",
+                        "-c:a", "aac", "-f", "mp4", str(path)], check=True)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "cannot read it as a video"), ("truncated_faststart", "truncated or damaged"),
+    ("zero_bytes", "empty file"), ("text", "cannot read it as a video"), ("audio_only", "no video stream"),
+])
+def test_a_broken_video_is_named_by_the_dataset_stage(small_dataset, tmp_path, kind, message):
+    videos = tmp_path / "data" / "videos"
+    _bad_video(kind, videos / "a.mp4", videos / "b.mp4")
+    with pytest.raises(InputError, match=rf"videos/b\.mp4: {message}"):
+        run_dataset(small_dataset, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.parquet").exists()

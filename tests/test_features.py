@@ -16,7 +16,7 @@ from pipeline.ava.formats import (AvaRows, LabelMap, read_detections, read_label
                                   write_label_map)
 from pipeline.data.clips import ClipSpec
 from pipeline.errors import InputError
-from pipeline.feature_store import combine_features, read_model_features
+from pipeline.feature_store import FeatureRows, combine_features, read_features, read_model_features, write_features
 from pipeline.media.frames import encode_jpeg
 from pipeline.models.registry import build_action_model
 from pipeline.params import BackboneParams, ComputeParams, ModelParams, TrainSettings, to_json
@@ -314,3 +314,28 @@ def test_combining_features_of_different_rows_or_sizes_is_an_error(dataset, feat
     small = dataclasses.replace(val, context=val.context[:, :, :1, :1])
     with pytest.raises(ValueError, match="the atr head needs context maps of one size"):
         combine_features([val, small], "concat", with_context=True)
+
+
+def test_read_features_attend_mask_of_a_non_square_input(tmp_path):
+    """A 64 x 32 (width x height) input at stride 16 gives a 2 x 4 context map of 0.25-wide, 0.5-high cells;
+    the attend mask marks the cells whose centre lies outside each row's box, x along the width."""
+    boxes = np.array([[0.0, 0.0, 0.5, 0.5],       # columns 0-1 of row 0
+                      [0.4, 0.2, 1.0, 1.0],       # columns 2-3 of rows 0-1
+                      [0.0, 0.6, 0.2, 1.0]],      # column 0 of row 1
+                     np.float32)
+    rows = FeatureRows(AvaRows(["v"] * 3, [902, 902, 903], boxes, score=[1.0, 1.0, 0.5]),
+                       np.zeros((3, len(LABEL_MAP)), np.uint8), np.array([0, 0, 1], np.uint8),
+                       np.array([True, True, False]))
+    context = np.arange(2 * 5 * 2 * 4, dtype=np.float32).reshape(2, 5, 2, 4)
+    write_features(tmp_path / "v.h5", "v", np.array([902, 903]), rows, np.ones((3, 6), np.float32), context,
+                   input_hw=(32, 64), spatial_stride=16, label_map=LABEL_MAP, params={})
+    with h5py.File(tmp_path / "v.h5") as h5:
+        assert (h5.attrs["input_height"], h5.attrs["input_width"]) == (32, 64)
+    features = read_features([tmp_path / "v.h5"], LABEL_MAP)
+    inside = np.zeros((3, 2, 4), bool)
+    inside[0, 0, 0:2] = True
+    inside[1, :, 2:4] = True
+    inside[2, 1, 0] = True
+    np.testing.assert_array_equal(features.attend, ~inside)
+    np.testing.assert_array_equal(features.frame_index, [0, 0, 1])
+    np.testing.assert_array_equal(features.context, context)

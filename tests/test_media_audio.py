@@ -13,6 +13,7 @@ import librosa
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.media import audio as audio_mod
 from pipeline.media.audio import AudioStore, compute_audio
 from pipeline.media.ffmpeg import ffmpeg_exe
@@ -87,3 +88,44 @@ def test_window_length_and_params(videos, tmp_path, capsys):
     samples = np.arange(10, dtype=np.float32)
     np.testing.assert_array_equal(audio_mod.cut_windows(samples, np.array([-2, 8]), 4),
                                   [[0, 0, 0, 1], [8, 9, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> dict[str, Path]:
+    """A one-frame video, a still shot with sound, an odd size (321x179), sound without pictures,
+    an empty file and a text file named .mp4."""
+    root = tmp_path_factory.mktemp("awkwardaudio")
+    v = {name: root / f"{name}.mp4" for name in ("one_frame", "still", "odd", "audio_only", "zero_bytes", "text")}
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", "1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(v["one_frame"]))
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=64x48:rate=25", "-f", "lavfi", "-i", "sine", "-t", "3",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(v["still"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=321x179:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+           str(v["odd"]))
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "2", "-c:a", "aac", "-f", "mp4", str(v["audio_only"]))
+    v["zero_bytes"].write_bytes(b"")
+    v["text"].write_text("not a video\n")
+    return v
+
+
+def run_stage(video: Path, out: Path) -> int:
+    return audio_stage.main(["--video", str(video), f"--video-id={video.stem}", "--out", str(out),
+                             "--params", json.dumps(dataclasses.asdict(PARAMS))])
+
+
+@pytest.mark.parametrize("name,windows,has_audio", [("one_frame", 1, False), ("still", 4, True), ("odd", 3, False)])
+def test_awkward_videos_get_their_windows(awkward, tmp_path, name, windows, has_audio):
+    out = tmp_path / f"{name}.h5"
+    assert run_stage(awkward[name], out) == 0
+    with AudioStore(out) as store:
+        assert len(store) == windows and store.has_audio == has_audio
+        np.testing.assert_array_equal(store.t, 900 + np.arange(windows))
+
+
+@pytest.mark.parametrize("name,message", [("audio_only", "no video stream"), ("zero_bytes", "empty file"),
+                                          ("text", "cannot read it as a video")])
+def test_audio_stage_names_a_broken_video(awkward, tmp_path, name, message):
+    out = tmp_path / f"{name}.h5"
+    with pytest.raises(InputError, match=rf"{name}\.mp4: {message}"):
+        run_stage(awkward[name], out)
+    assert not out.exists()

@@ -172,3 +172,48 @@ def test_keyframe_windows_keep_only_the_pairs_the_clips_read(moving_video, tmp_p
     keyframes.write_text("other,901\n")
     with pytest.raises(InputError, match="keyframes.csv: no keyframe"):
         compute_flow(frames, out, flow_params("farneback", context_s=1.0), keyframes=keyframes)
+
+
+@pytest.fixture(scope="module")
+def awkward_frames(tmp_path_factory) -> dict[str, Path]:
+    """Frame stores of a still shot (every frame the same, 2 s at 25 fps), an odd-sized (321x179)
+    moving video and a one-frame video."""
+    root = tmp_path_factory.mktemp("awkwardflow")
+    sources = {"still": ["-f", "lavfi", "-i", "color=c=gray:size=160x120:rate=25", "-t", "2", "-pix_fmt", "yuv420p"],
+               "odd": ["-f", "lavfi", "-i", "testsrc=size=321x179:rate=25", "-t", "1", "-pix_fmt", "yuv444p"],
+               "one_frame": ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-frames:v", "1",
+                             "-pix_fmt", "yuv420p"]}
+    stores = {}
+    for name, args in sources.items():
+        video = root / f"{name}.mp4"
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *args, "-c:v", "libx264", str(video)], check=True)
+        stores[name] = root / f"{name}.h5"
+        extract_frames(video, stores[name], name, frames_params(60))
+    return stores
+
+
+def test_flow_of_a_still_and_an_odd_sized_video(awkward_frames, tmp_path):
+    for name, pairs in (("still", 49), ("odd", 24)):
+        out = tmp_path / f"{name}.h5"
+        assert flow_stage.main(["--frames", str(awkward_frames[name]), "--out", str(out), "--threads", "2",
+                                "--params", json.dumps(dataclasses.asdict(flow_params("farneback")))]) == 0
+        with FlowStore(out) as flow:
+            assert len(flow) == pairs
+            if name == "still":
+                assert np.abs(flow.read(np.arange(pairs))).max() <= 10.0 / 255 * 1.01  # zero, to one step
+            else:
+                assert (flow.height, flow.width) == (60, 108)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_one_frame_video_has_no_flow_and_says_so(awkward_frames, tmp_path, threads):
+    out = tmp_path / "one.h5"
+    with pytest.raises(InputError, match=r"one_frame\.h5: video 'one_frame': no pair of consecutive frames"):
+        compute_flow(awkward_frames["one_frame"], out, flow_params("farneback"), threads=threads)
+    assert not out.exists()
+    keyframes = tmp_path / "keyframes.csv"
+    keyframes.write_text("still,910\n")  # a keyframe far from every frame: no pair in its window
+    with pytest.raises(InputError, match=r"video 'still': no pair of consecutive frames within context_s"):
+        compute_flow(awkward_frames["still"], out, flow_params("farneback", context_s=0.5), keyframes=keyframes,
+                     threads=threads)
+    assert not out.exists()

@@ -291,3 +291,117 @@ def test_stored_rate_leaves_out_window_gaps_and_caps_at_the_request():
     assert frames_mod.stored_rate(np.arange(10) * 0.2, 12.5) == 5.0  # a 5 fps source keeps its rate
     assert frames_mod.stored_rate(np.arange(10) / 30, EVERY_FRAME) == 30.0
     assert frames_mod.stored_rate(np.array([1.0]), 12.5) == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Awkward and broken videos
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> dict[str, Path]:
+    """A still shot (every frame the same), a video black for its first 1.2 s, a one-frame video and
+    an odd size (321x179, 4:4:4)."""
+    root = tmp_path_factory.mktemp("awkward")
+    v = {name: root / f"{name}.mp4" for name in ("still", "black_start", "one_frame", "odd")}
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=160x120:rate=25", "-t", "4", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(v["still"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "3",
+           "-vf", "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(t,1.2)'", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(v["black_start"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-frames:v", "1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(v["one_frame"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=321x179:rate=25", "-t", "2", "-c:v", "libx264",
+           "-pix_fmt", "yuv444p", str(v["odd"]))
+    return v
+
+
+def test_a_still_video_is_stored(awkward, tmp_path):
+    """Every JPEG of a batch has one length: h5py must still get a column of arrays."""
+    out = tmp_path / "still.h5"
+    assert frames_stage.main(["--video", str(awkward["still"]), "--video-id=still", "--out", str(out),
+                              "--params", json.dumps(dataclasses.asdict(PARAMS))]) == 0
+    with FrameStore(out) as fs:
+        assert len(fs) == 100 and (fs.height, fs.width) == (120, 160)
+        jpegs = fs.read_jpeg(np.arange(len(fs)))
+        assert len({j.tobytes() for j in jpegs}) == 1
+        frames = fs.read(np.array([0, 99]))
+        assert np.abs(frames.astype(np.int16) - 128).max() <= 3
+
+
+def test_a_video_black_at_its_start_is_stored(awkward, tmp_path, monkeypatch):
+    monkeypatch.setattr(frames_mod, "JPEG_BATCH", 8)  # whole batches of identical black frames
+    out = tmp_path / "black.h5"
+    assert extract_frames(awkward["black_start"], out, "black_start", PARAMS) == 75
+    with FrameStore(out) as fs:
+        np.testing.assert_allclose(fs.t, OFFSET + np.arange(75) * 0.04, atol=1e-6)
+        start, rest = fs.read(np.array([0, 29])), fs.read(np.array([30, 74]))
+        assert start.max() <= 20 and rest.max() > 200
+
+
+def test_a_one_frame_video_is_stored(awkward, tmp_path):
+    out = tmp_path / "one.h5"
+    assert extract_frames(awkward["one_frame"], out, "one_frame", PARAMS) == 1
+    with FrameStore(out) as fs:
+        assert len(fs) == 1 and fs.fps == 0.0 and fs.t.tolist() == [OFFSET]
+        assert fs.clip(OFFSET + 5, 4, 2).shape == (4, 120, 160, 3)
+    assert probe(awkward["one_frame"]).n_frames == 1
+
+
+def test_an_odd_sized_video_is_stored_at_even_sizes(awkward, tmp_path):
+    info = probe(awkward["odd"])
+    assert (info.width, info.height, info.n_frames) == (321, 179, 50)
+    out = tmp_path / "odd.h5"
+    extract_frames(awkward["odd"], out, "odd", params(short_side=120))
+    with FrameStore(out) as fs:
+        assert (fs.height, fs.width) == (120, 216)  # 120 * 321 / 179 = 215.2, to the nearest even size
+        assert fs.read(np.array([0])).shape == (1, 120, 216, 3)
+
+
+@pytest.fixture(scope="module")
+def broken(videos, tmp_path_factory) -> dict[str, Path]:
+    """Broken files, each named as a video: cut in half (the index at the end: lost; the index first:
+    the second half of the frames lost), empty, text, and sound without pictures."""
+    root = tmp_path_factory.mktemp("broken")
+    data = videos["cfr"].read_bytes()
+    (root / "truncated.mp4").write_bytes(data[:len(data) // 2])
+    ffmpeg("-i", str(videos["cfr"]), "-c", "copy", "-movflags", "+faststart", str(root / "faststart.mp4"))
+    data = (root / "faststart.mp4").read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(data[:len(data) // 2])
+    (root / "zero_bytes.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n")
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "1", "-c:a", "aac", "-f", "mp4", str(root / "audio_only.mp4"))
+    return {p.stem: p for p in root.iterdir() if p.stem != "faststart"}
+
+
+@pytest.mark.parametrize("name,message", [
+    ("truncated", "cannot read it as a video"),
+    ("truncated_faststart", r"truncated or damaged: its \d+ decodable frames end at"),
+    ("zero_bytes", "empty file"), ("text", "cannot read it as a video"), ("audio_only", "no video stream"),
+])
+def test_probe_names_a_broken_video_and_says_what_is_wrong(broken, name, message):
+    with pytest.raises(InputError, match=rf"{name}\.mp4: {message}"):
+        probe(broken[name])
+
+
+def test_frames_stage_warns_of_decode_errors(broken, videos, tmp_path, capsys):
+    """ffmpeg decodes past the missing half of a truncated file with its index first (the dataset
+    stage's probe refuses it); the frames stage says so, naming the video."""
+    out = tmp_path / "t.h5"
+    n = extract_frames(broken["truncated_faststart"], out, "truncated_faststart", PARAMS)
+    assert 0 < n < probe(videos["cfr"]).n_frames
+    err = capsys.readouterr().err
+    assert "WARNING: " in err and "truncated_faststart.mp4: ffmpeg reported errors while decoding" in err
+    extract_frames(videos["cfr"], out, "cfr", PARAMS)
+    assert "WARNING" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,message", [
+    ("truncated", "cannot read it as a video"), ("zero_bytes", r"empty file \(0 bytes\)"),
+    ("text", "cannot read it as a video"), ("audio_only", "no video stream"),
+])
+def test_frames_stage_names_a_broken_video_and_says_what_is_wrong(broken, tmp_path, name, message):
+    out = tmp_path / f"{name}.h5"
+    with pytest.raises(InputError, match=rf"{name}\.mp4: {message}.*; ffmpeg failed"):
+        frames_stage.main(["--video", str(broken[name]), "--video-id", name, "--out", str(out),
+                           "--params", json.dumps(dataclasses.asdict(PARAMS))])
+    assert not out.exists()

@@ -327,3 +327,37 @@ def test_build_head_kinds():
     assert isinstance(build_head("linear", 8, 8, 3), LinearHead)
     with pytest.raises(ValueError, match="unknown head"):
         build_head("mlp", 8, 8, 3)
+
+
+def _outside_by_hand(box, height: int, width: int, cell_w: float, cell_h: float) -> torch.Tensor:
+    """outside_mask cell by cell: a cell is inside when its centre is within the box."""
+    x1, y1, x2, y2 = box
+    return torch.tensor([[not (x1 <= (j + 0.5) * cell_w <= x2 and y1 <= (i + 0.5) * cell_h <= y2)
+                          for j in range(width)] for i in range(height)])
+
+
+def test_outside_mask_of_off_origin_boxes_on_a_non_square_map():
+    # A 3 x 5 map of 0.2-wide, 1/3-high cells (centres x 0.1 .. 0.9, y 1/6, 1/2, 5/6). The first box spans
+    # columns 1-3 and rows 1-2: its x range [0.2, 0.8] holds the row centres 1/2 only, its y range [0.4, 0.9]
+    # the column centres 0.5 and 0.7 only, so a mask that mixes x and y, or the cell sizes, differs.
+    boxes = torch.tensor([[0.2, 0.4, 0.8, 0.9], [0.6, 0.0, 1.0, 0.3], [0.05, 0.6, 0.15, 1.0]])
+    mask = outside_mask(boxes, 3, 5, 0.2, 1 / 3)
+    assert mask.shape == (3, 3, 5)
+    expected = torch.ones(3, 3, 5, dtype=torch.bool)
+    expected[0, 1:3, 1:4] = False
+    expected[1, 0, 3:5] = False
+    expected[2, 2, 0] = False
+    assert torch.equal(mask, expected)
+    for box, m in zip(boxes.tolist(), mask):
+        assert torch.equal(m, _outside_by_hand(box, 3, 5, 0.2, 1 / 3))
+
+
+def test_outside_mask_of_random_boxes_is_the_cell_by_cell_rule():
+    g = torch.Generator().manual_seed(0)
+    corners = torch.rand(200, 2, 2, generator=g).sort(dim=1).values       # [N, (min, max), (x, y)]
+    boxes = corners.permute(0, 2, 1).reshape(200, 4)[:, [0, 2, 1, 3]]     # x1, y1, x2, y2
+    for height, width in ((4, 7), (6, 3)):
+        cell_w, cell_h = 1 / width, 1 / height
+        mask = outside_mask(boxes, height, width, cell_w, cell_h)
+        for box, m in zip(boxes.tolist(), mask):
+            assert torch.equal(m, _outside_by_hand(box, height, width, cell_w, cell_h)), box

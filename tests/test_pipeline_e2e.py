@@ -1,8 +1,8 @@
 """The whole DAG through Snakemake on the tiny synthetic dataset, in a temporary directory.
 
-Checks that every artifact exists with its contract's shape, that the mAP is a number in [0, 1],
-that a second run has nothing to do, and that changing a flow parameter re-runs flow and only
-what depends on it.
+Checks that every artifact exists with its contract's shape, that the detector and the models reach
+floors that a broken stage would miss, that a second run has nothing to do, and that changing a
+flow parameter re-runs flow and only what depends on it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def tiny_config(data_dir: Path) -> dict:
     config["dataset"]["root"] = str(data_dir)
     config["frames"]["short_side"] = 120
     config["detect"]["min_size"] = 120
-    config["detect"]["train"]["epochs"] = 2
-    # Two epochs on five tiny videos make a weak detector: a low threshold still gives the later stages boxes.
+    # 50 epochs of 18 keyframes (about 70 s): the detector finds 25 of the 30 val persons (2 epochs found
+    # none, and every model then scored 0). A low threshold gives the later stages its weaker boxes too.
+    config["detect"]["train"]["epochs"] = 50
     config["detect"]["score_threshold"] = 0.05
     for backbone in config["backbones"].values():
         if backbone["modality"] != "audio":
@@ -114,7 +115,10 @@ def test_detection_artifacts(run):
         assert set(zip(boxes.video_id.tolist(), boxes.timestamp.tolist())) <= set(
             zip(keyframes.video_id.tolist(), keyframes.timestamp.tolist()))
         metrics = json.loads((run / f"results/detect/{split}.metrics.json").read_text())
-        assert 0 <= metrics["recall"] <= 1
+        # measured: val recall 0.83 (25 of 30), AP50 0.80; train recall 0.90 (40 epochs: 0.70, 0.69, 0.90)
+        assert metrics["recall"] >= (0.7 if split == "train" else 0.6), metrics
+        if split == "val":
+            assert metrics["ap50"] >= 0.5, metrics
 
 
 def test_model_artifacts(run):
@@ -142,6 +146,19 @@ def test_every_model_is_evaluated_and_reported(run):
         result = json.loads((run / f"results/eval/{name}/val.json").read_text())
         assert 0.0 <= result["mAP"] <= 1.0
         formats.read_detections(run / f"results/predictions/{name}/val.csv")
+    val = {name: json.loads((run / f"results/eval/{name}/val.json").read_text()) for name in names}
+    prior = val["baseline-prior"]
+    gt = formats.read_ground_truth(run / "results/dataset/val.gt.csv")
+    excluded = formats.read_excluded(run / "results/dataset/val.excluded.csv")
+    kept = sum((v, t) not in excluded for v, t in zip(gt.video_id.tolist(), gt.timestamp.tolist()))
+    for name in names:                                   # every ground-truth row is scored (53 on tiny)
+        assert sum(val[name]["n_gt"].values()) == kept, name
+    # 'stand' (id 12) holds 20 of the 53 val rows, the only class big enough to rank models on tiny.
+    # Measured: flow 0.65 against the prior's 0.33; flow's scores permuted at random pass +0.2 once in 200.
+    assert val["flow"]["per_class"]["12"] >= prior["per_class"]["12"] + 0.2
+    for name in ("rgb", "rgb_flow", "fusion-mean"):     # measured 0.52, 0.50, 0.61: a check for gross breakage
+        assert val[name]["per_class"]["12"] >= prior["per_class"]["12"] + 0.1, name
+    assert val["flow"]["per_type"]["PERSON_MOVEMENT"] > prior["per_type"]["PERSON_MOVEMENT"]   # 0.38 vs 0.16
     index = (run / "results/report/index.md").read_text()
     for name in names:
         assert f"| {name} |" in index

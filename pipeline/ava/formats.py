@@ -6,6 +6,8 @@ detections ``video_id,timestamp,x1,y1,x2,y2,action_id,score``, person boxes (Slo
 Timestamps are integer seconds on the AVA timeline ('0902' and '902' are the same keyframe); boxes are
 normalized x1, y1, x2, y2 in [0, 1].
 
+Files are UTF-8 (other bytes are an :class:`InputError` naming the file); a byte-order mark and CRLF
+line ends are accepted (and dropped) by every reader.
 Reading is strict: pyarrow parses the whole file at once, and when it or the validation finds a problem the
 file is scanned line by line to raise :class:`InputError` naming the 1-based line and what is wrong.
 Degenerate boxes (x1 >= x2 or y1 >= y2) are not a read error: the evaluator drops them as the official one does.
@@ -13,11 +15,12 @@ Degenerate boxes (x1 >= x2 or y1 >= y2) are not a read error: the evaluator drop
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import InitVar, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -97,7 +100,11 @@ def read_label_map(path: str | Path) -> LabelMap:
     """
     path = Path(path)
     try:
-        tokens = _pbtxt_tokens(path.read_text())
+        with _utf8(path):
+            text = path.read_text(encoding="utf-8-sig")
+        tokens = _pbtxt_tokens(text)
+    except InputError:
+        raise
     except ValueError as err:
         line, _, message = str(err).partition(": ")
         raise InputError(path, message, int(line)) from None
@@ -256,7 +263,7 @@ _BOXES = _Layout("person boxes", (8,), "optional", "score")
 
 def _first_row_width(path: Path) -> int | None:
     """Number of fields of the first non-empty line, or None for a file without rows."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for row in csv.reader(f):
             if row:
                 return len(row)
@@ -311,7 +318,7 @@ def _check_field(layout: _Layout, col: int, value: str) -> str | None:
 
 def _locate_error(path: Path, layout: _Layout, n_columns: int, fallback: str) -> InputError:
     """Scan ``path`` line by line for the first bad row; the error names its line and what is wrong."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for row in reader:
             if not row:
@@ -326,8 +333,21 @@ def _locate_error(path: Path, layout: _Layout, n_columns: int, fallback: str) ->
     return InputError(path, f"cannot read {layout.kind} CSV: {fallback}")
 
 
+@contextlib.contextmanager
+def _utf8(path: str | Path) -> Iterator[None]:
+    """Turn a UnicodeDecodeError while reading ``path`` into an :class:`InputError` naming it."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text ({err.reason}); save it as UTF-8") from None
+
+
 def _read_rows(path: str | Path, layout: _Layout, full_precision: bool) -> AvaRows:
-    path = Path(path)
+    with _utf8(path):
+        return _parse_rows(Path(path), layout, full_precision)
+
+
+def _parse_rows(path: Path, layout: _Layout, full_precision: bool) -> AvaRows:
     n_columns = _first_row_width(path)
     if n_columns is None:
         return AvaRows.empty()
@@ -360,8 +380,16 @@ def _read_rows(path: str | Path, layout: _Layout, full_precision: bool) -> AvaRo
                    full_precision=full_precision)
 
 
+def row_lines(path: str | Path) -> np.ndarray:
+    """int64 [N]: the 1-based line number of each row of a CSV, in the order the readers return the
+    rows (blank lines skipped); for messages about rows found after reading."""
+    with _utf8(path), open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        return np.asarray([reader.line_num for row in reader if row], dtype=np.int64)
+
+
 def _first_row_line(path: Path) -> int:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for row in reader:
             if row:
@@ -427,7 +455,7 @@ def read_keyframes(path: str | Path) -> AvaRows:
     path = Path(path)
     video_ids: list[str] = []
     timestamps: list[int] = []
-    with open(path, newline="") as f:
+    with _utf8(path), open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for row in reader:
             if not row:

@@ -21,6 +21,9 @@ from pipeline.params import DatasetParams, SplitFiles, as_dict
 from pipeline.store import atomic_path, provenance
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+#: Characters that no video id may hold: ids become file names under results/ and words of the rules'
+#: shell commands, so no path separator, comma, white space or shell metacharacter.
+FORBIDDEN_ID_CHARACTERS = frozenset("/\\,;&|$`<>(){}*?!'\"")
 
 
 @dataclass(frozen=True)
@@ -44,20 +47,46 @@ def find_video(videos_dir: str | Path, video_id: str) -> Path:
     raise InputError(videos_dir, f"no video file for video id {video_id!r} (looked for {', '.join(VIDEO_EXTENSIONS)})")
 
 
-def read_video_list(path: str | Path) -> list[str]:
-    """Video ids of a split list: one per line; blank lines and ``#`` comments are skipped.
+def video_id_problem(video_id: str) -> str | None:
+    """What makes ``video_id`` unusable as a file name and a shell word (None when nothing does).
 
-    AVA's file-name lists (``id.mkv``) are accepted: the extension is removed.
+    Refused: the empty id, ``.`` and ``..``, and ids holding white space, a control character or
+    one of :data:`FORBIDDEN_ID_CHARACTERS`. A leading ``-`` is legal (AVA's ``-5KQ66BBWC4``): the
+    stages take ``--video-id=ID``.
+    """
+    if video_id in ("", ".", ".."):
+        return f"{video_id!r} is not a video id"
+    bad = sorted({c for c in video_id if c in FORBIDDEN_ID_CHARACTERS or c.isspace() or not c.isprintable()})
+    if bad:
+        return (f"video id {video_id!r} holds {''.join(bad)!r}: ids may not hold path separators, commas, "
+                f"white space or shell metacharacters")
+    return None
+
+
+def read_video_list(path: str | Path) -> list[str]:
+    """Video ids of a split list: one per line; blank lines and ``#`` comments are skipped; a UTF-8
+    byte-order mark and CRLF line ends are accepted.
+
+    AVA's file-name lists (``id.mkv``) are accepted: the extension is removed. An id that
+    :func:`video_id_problem` refuses is an :class:`InputError` naming the file and the line.
     """
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for line_no, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text ({err.reason}); save it as UTF-8") from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
             continue
-        if any(c.isspace() or c == "," for c in text):
-            raise InputError(path, f"a video id has no spaces or commas: {text!r}", line_no)
-        stem = Path(text).stem if Path(text).suffix.lower() in VIDEO_EXTENSIONS else text
+        problem = video_id_problem(entry)
+        if problem is not None:
+            raise InputError(path, problem, line_no)
+        stem = Path(entry).stem if Path(entry).suffix.lower() in VIDEO_EXTENSIONS else entry
+        problem = video_id_problem(stem)
+        if problem is not None:
+            raise InputError(path, problem, line_no)
         if stem in seen:
             raise InputError(path, f"video id {stem!r} listed twice (first on line {seen[stem]})", line_no)
         seen[stem] = line_no
@@ -73,7 +102,14 @@ def split_video_ids(root: str | Path, split: SplitFiles) -> list[str]:
         return read_video_list(root / split.videos)
     if split.ground_truth:
         gt = formats.read_ground_truth(root / split.ground_truth)
-        return list(dict.fromkeys(gt.video_id.tolist()))
+        ids = list(dict.fromkeys(gt.video_id.tolist()))
+        for video_id in ids:
+            problem = video_id_problem(video_id)
+            if problem is not None:
+                row = int(np.flatnonzero(gt.video_id == video_id)[0])
+                path = root / split.ground_truth
+                raise InputError(path, problem, int(formats.row_lines(path)[row]))
+        return ids
     raise ValueError("a split needs `videos` (a list file) or `ground_truth`")
 
 

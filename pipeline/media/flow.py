@@ -11,7 +11,8 @@ float64 [P] is the AVA time of the first frame of each pair; attrs bound, height
 method, video_id, context_s and provenance. Pairs are made only between frames that are consecutive
 at the store's frame rate (interval under 1.5 / fps), never across the gaps of a ``window=clips``
 store; with keyframes (and ``context_s``), only the pairs that start within context_s of a
-keyframe (those the flow clips read) are computed.
+keyframe (those the flow clips read) are computed. A store without any such pair (a one-frame
+video) is an :class:`~pipeline.errors.InputError` naming the frame store and the video.
 The reader makes the paper's third channel dx * dy when loading.
 
 Pairs are spread over ``threads`` worker processes, each with OpenCV on one thread.
@@ -27,6 +28,7 @@ import cv2
 import h5py
 import numpy as np
 
+from pipeline.errors import InputError
 from pipeline.media.frames import (FrameStore, TimedStore, decode_jpeg, encode_jpeg, in_windows, merge_windows,
                                    video_keyframes)
 from pipeline.params import FlowParams, as_dict
@@ -170,6 +172,10 @@ def compute_flow(frames: str | Path, out: str | Path, params: FlowParams, keyfra
             raise ValueError("flow for keyframes needs context_s")
         windows = merge_windows(video_keyframes(keyframes, video_id), params.context_s)
         starts = starts[in_windows(t[starts], windows)]
+    if len(starts) == 0:
+        near = " within context_s of a keyframe" if keyframes is not None else ""
+        raise InputError(frames, f"video {video_id!r}: no pair of consecutive frames{near} to compute flow on "
+                                 f"({len(t)} frames stored; a one-frame video has no flow)")
     vlen = h5py.vlen_dtype(np.uint8)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         x = h5.create_dataset("x", shape=(len(starts),), dtype=vlen, chunks=(max(1, min(len(starts), 256)),))

@@ -12,6 +12,9 @@ Frame selection happens in ffmpeg's ``select`` filter, on the decoder's timestam
 - window ``clips``: only frames whose AVA time lies in [k - context_s, k + context_s] for a
   keyframe k of the video (:func:`video_keyframes`) are kept. The rate rule looks at every
   decoded frame, so a clips store holds exactly the frames of the ``all`` store that fall in the windows.
+A file that ffmpeg cannot decode at all is an :class:`~pipeline.errors.InputError` naming it and
+saying why (empty, not a video, no video stream); errors that ffmpeg decodes past (a damaged or
+truncated file, which the dataset stage's probe refuses) are a warning on stderr naming the video.
 The frames are resized in ffmpeg to the configured short side (display aspect kept, even sizes,
 area averaging), converted to full-range BT.601 YUV 4:2:0 (from the colour matrix the source is
 tagged with), which is JPEG's own colour space (JFIF), sent through a pipe as YUV4MPEG2 (half the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Self
@@ -230,10 +234,17 @@ def extract_frames(video: str | Path, out: str | Path, video_id: str, params: Fr
                 proc.stdout.close()
                 code = proc.wait()
             if code != 0:
-                raise InputError(video, f"ffmpeg failed (exit {code}): "
+                from pipeline.media.probe import unreadable_reason
+
+                reason = unreadable_reason(video)
+                raise InputError(video, f"{reason + '; ' if reason else ''}ffmpeg failed (exit {code}): "
                                         f"{stderr_tail(errors.read_text(errors='replace'))}") from broken
             if broken is not None:
                 raise InputError(video, f"bad frame stream from ffmpeg: {broken}") from broken
+            decode_errors = stderr_tail(errors.read_text(errors="replace"))
+            if decode_errors:  # a damaged or truncated file: ffmpeg goes on past what it cannot decode
+                print(f"WARNING: {video}: ffmpeg reported errors while decoding {video_id} (frames may be "
+                      f"missing): {decode_errors}", file=sys.stderr)
             times = read_frame_times(stats)
             if len(times) != n:
                 raise RuntimeError(f"{video}: ffmpeg reported {len(times)} frame times for {n} frames")
@@ -296,14 +307,20 @@ def _write_jpegs(h5: h5py.File, pipe: IO[bytes], quality: int, threads: int,
 
 
 def _append(dataset: h5py.Dataset, batch: list[np.ndarray]) -> None:
-    """Append the arrays of ``batch`` to a 1-D vlen ``dataset`` and empty ``batch``."""
+    """Append the arrays of ``batch`` to a 1-D vlen ``dataset`` and empty ``batch``.
+
+    The column is filled element by element and written as it is (``write_direct``): h5py's
+    ``dataset[...] = column`` turns a batch of arrays of one length (a still shot, a black screen,
+    a single frame: every JPEG alike) into a 2-D array that it cannot write as a column.
+    """
     if not batch:
         return
     start = dataset.shape[0]
     dataset.resize((start + len(batch),))
-    column = np.empty(len(batch), dtype=object)
-    column[:] = batch
-    dataset[start:] = column
+    column = np.empty(len(batch), dtype=dataset.dtype)
+    for k, array in enumerate(batch):
+        column[k] = array
+    dataset.write_direct(column, dest_sel=np.s_[start:])
     batch.clear()
 
 

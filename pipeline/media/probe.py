@@ -45,12 +45,20 @@ class VideoProbe:
 
 @dataclasses.dataclass(frozen=True)
 class StreamFacts:
-    """What the container says: displayed size of the first video stream (None without one) and
-    whether an audio stream exists."""
+    """What the container says: displayed size of the first video stream (None without one),
+    whether an audio stream exists, and where the first video stream ends in video time by the
+    container's word (its own duration, else the file's; None when it declares none)."""
 
     width: int | None
     height: int | None
     has_audio: bool
+    declared_end_s: float | None = None
+
+
+#: A video whose decoded frames end earlier than the container declares, by more than the larger
+#: of these (seconds, fraction of the declared length), is truncated or damaged.
+TRUNCATION_SLACK_S = 1.0
+TRUNCATION_SLACK_FRACTION = 0.02
 
 
 def stream_facts(path: str | Path) -> StreamFacts:
@@ -65,6 +73,7 @@ def stream_facts(path: str | Path) -> StreamFacts:
             has_audio = len(container.streams.audio) > 0
             if not container.streams.video:
                 return StreamFacts(None, None, has_audio)
+            declared_end = _declared_end(container, container.streams.video[0])
             frame = next(container.decode(container.streams.video[0]), None)
     except av.FFmpegError as err:
         raise InputError(path, f"cannot read it as a video: {err}") from None
@@ -73,7 +82,33 @@ def stream_facts(path: str | Path) -> StreamFacts:
     width, height = frame.width, frame.height
     if abs(abs(frame.rotation) % 180 - 90) < 1:
         width, height = height, width
-    return StreamFacts(width, height, has_audio)
+    return StreamFacts(width, height, has_audio, declared_end)
+
+
+def _declared_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """End of ``stream`` in video time (seconds from the file's start) as the container declares it:
+    the stream's start and duration (mp4), else the file's duration (mkv, webm); None without either."""
+    file_start = (container.start_time or 0) / av.time_base
+    if stream.duration is not None and stream.time_base is not None:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base) - file_start
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why ``path`` cannot be decoded as a video, in plain words (missing, empty, not a video, no
+    video stream), or None when its container looks sound; for the message of a failed decode."""
+    path = Path(path)
+    if not path.is_file():
+        return "no such video file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        facts = stream_facts(path)
+    except InputError as err:
+        return err.message
+    return "no video stream with a decodable frame" if facts.width is None else None
 
 
 def has_audio_stream(path: str | Path) -> bool:
@@ -108,13 +143,17 @@ def probe(path: str | Path) -> VideoProbe:
     """Probe the video at ``path``: :func:`stream_facts`, and a decode of its first video stream
     (exact frame count and times).
 
-    Raises :class:`InputError` naming the file when it is missing, unreadable, or has no video
-    stream or no decodable frame. Costs one decode of the video (the decode limit; about 100x real
-    time at 320x240).
+    Raises :class:`InputError` naming the file when it is missing, empty, unreadable, has no video
+    stream or no decodable frame, or is truncated: its frames end more than the larger of
+    :data:`TRUNCATION_SLACK_S` and :data:`TRUNCATION_SLACK_FRACTION` of its length before the end
+    that its container declares (a download or copy cut short). Costs one decode of the video (the
+    decode limit; about 100x real time at 320x240).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such video file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
     facts = stream_facts(path)
     if facts.width is None or facts.height is None:
         raise InputError(path, "no video stream with a decodable frame")
@@ -122,10 +161,15 @@ def probe(path: str | Path) -> VideoProbe:
     if len(times) == 0:
         raise InputError(path, "no decodable video frame")
     fps = mean_fps(times)
+    duration_s = float(times[-1] + (1.0 / fps if fps > 0 else 0.0))
+    declared = facts.declared_end_s
+    if declared is not None and duration_s < declared - max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * declared):
+        raise InputError(path, f"truncated or damaged: its {len(times)} decodable frames end at {duration_s:.2f} s, "
+                               f"its container declares {declared:.2f} s")
     return VideoProbe(
         fps=fps,
         n_frames=int(len(times)),
-        duration_s=float(times[-1] + (1.0 / fps if fps > 0 else 0.0)),
+        duration_s=duration_s,
         width=int(facts.width),
         height=int(facts.height),
         has_audio=facts.has_audio,

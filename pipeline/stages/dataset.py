@@ -8,8 +8,10 @@ split has no ground truth; a split without a list takes the ids of its ground tr
 
 Writes (``--out-dir``):
 - ``manifest.parquet``: a row per video (:class:`pipeline.data.manifest.VideoInfo`), every video probed;
-- ``{split}.gt.csv``: validated ground truth, label-map classes only (rows of other classes are
-  counted in the log, never dropped silently);
+- ``{split}.gt.csv``: validated ground truth, label-map classes only. Repairs, each logged on
+  stderr with its count and the first lines: rows of other classes, rows at an excluded keyframe
+  (the official evaluator drops them too) and exact duplicate rows are left out. A box with
+  x1 >= x2 or y1 >= y2 is an :class:`InputError` naming the file and the line;
 - ``{split}.excluded.csv``: the excluded keyframes (``video_id,timestamp``);
 - ``{split}.keyframes.csv``: ``video_id,timestamp`` of every keyframe to detect and predict on:
   each integer second from ``time_offset + margin`` to ``time_offset + duration - margin``, plus any
@@ -45,6 +47,42 @@ def filter_to_label_map(rows: formats.AvaRows, label_map: formats.LabelMap, path
     return rows.take(known)
 
 
+def _first_lines(path: str | Path, rows: np.ndarray, limit: int = 5) -> str:
+    """'lines 3, 7, ...' of the rows at indices ``rows`` (int [n]) of the CSV at ``path``."""
+    lines = ", ".join(map(str, formats.row_lines(path)[rows[:limit]].tolist()))
+    return ("lines " if len(rows) > 1 else "line ") + lines + (", ..." if len(rows) > limit else "")
+
+
+def check_boxes(rows: formats.AvaRows, path: str | Path) -> None:
+    """InputError naming the file and line of the first box with x1 >= x2 or y1 >= y2."""
+    bad = np.flatnonzero((rows.box[:, 0] >= rows.box[:, 2]) | (rows.box[:, 1] >= rows.box[:, 3]))
+    if len(bad):
+        x1, y1, x2, y2 = rows.box[bad[0]].tolist()
+        raise InputError(path, f"empty box: x1 {x1:.3f}, y1 {y1:.3f}, x2 {x2:.3f}, y2 {y2:.3f} (needs x1 < x2 and "
+                               f"y1 < y2); {len(bad)} such rows in the file", int(formats.row_lines(path)[bad[0]]))
+
+
+def repair_ground_truth(rows: formats.AvaRows, excluded: set[tuple[str, int]], path: str | Path) -> formats.AvaRows:
+    """Leave out the rows at an excluded keyframe (as the official evaluator does) and the rows equal
+    in every field to an earlier row, saying on stderr how many of each and their first lines."""
+    at_excluded = np.fromiter(((v, t) in excluded for v, t in zip(rows.video_id.tolist(), rows.timestamp.tolist())),
+                              dtype=bool, count=len(rows))
+    duplicate = np.zeros(len(rows), dtype=bool)
+    seen: set[tuple] = set()
+    keys = zip(rows.video_id.tolist(), rows.timestamp.tolist(), map(tuple, rows.box.tolist()), rows.action_id.tolist(),
+               rows.person_id.tolist())
+    for i, key in enumerate(keys):
+        if not at_excluded[i]:
+            duplicate[i] = key in seen
+            seen.add(key)
+    for mask, what in ((at_excluded, "ground-truth rows at excluded keyframes"),
+                       (duplicate, "duplicate ground-truth rows")):
+        if mask.any():
+            print(f"{path}: {int(mask.sum())} {what} are left out ({_first_lines(path, np.flatnonzero(mask))})",
+                  file=sys.stderr)
+    return rows.take(~(at_excluded | duplicate))
+
+
 def check_gt_videos(rows: formats.AvaRows, video_ids: list[str], path: str | Path) -> None:
     """Ground truth may only name videos of its split's list."""
     unknown = sorted(set(rows.video_id.tolist()) - set(video_ids))
@@ -54,7 +92,8 @@ def check_gt_videos(rows: formats.AvaRows, video_ids: list[str], path: str | Pat
 
 
 def build(params: DatasetParams, out_dir: str | Path) -> list[VideoInfo]:
-    """Validate everything, probe every video, write the stage's files into ``out_dir``; returns the manifest rows."""
+    """Validate everything (each split's annotations, then its videos: every video probed), write the
+    stage's files into ``out_dir``; returns the manifest rows."""
     root = Path(params.root)
     out_dir = Path(out_dir)
     label_map = formats.read_label_map(root / params.label_map)
@@ -64,17 +103,21 @@ def build(params: DatasetParams, out_dir: str | Path) -> list[VideoInfo]:
         ids = split_video_ids(root, split)
         if not ids:
             raise InputError(root / (split.videos or split.ground_truth or ""), f"split {name!r} has no videos")
-        split_videos = [probe_video(v, name, find_video(root / params.videos, v), params.time_offset) for v in ids]
-        videos += split_videos
-        gt = None
-        if split.ground_truth:
-            gt_path = root / split.ground_truth
-            gt = filter_to_label_map(formats.read_ground_truth(gt_path), label_map, gt_path)
-            check_gt_videos(gt, ids, gt_path)
-            formats.write_ground_truth(out_dir / f"{name}.gt.csv", gt)
         excluded: set[tuple[str, int]] = set()
         if split.excluded:
             excluded = formats.read_excluded(root / split.excluded)
+        gt = None
+        if split.ground_truth:
+            gt_path = root / split.ground_truth
+            gt = formats.read_ground_truth(gt_path)
+            check_boxes(gt, gt_path)
+            gt = repair_ground_truth(gt, excluded, gt_path)
+            gt = filter_to_label_map(gt, label_map, gt_path)
+            check_gt_videos(gt, ids, gt_path)
+            formats.write_ground_truth(out_dir / f"{name}.gt.csv", gt)
+        # the annotations are checked before the videos are probed (one decode each)
+        split_videos = [probe_video(v, name, find_video(root / params.videos, v), params.time_offset) for v in ids]
+        videos += split_videos
         formats.write_keyframes(out_dir / f"{name}.excluded.csv", sorted(excluded))
         keyframes = keyframes_for_split(split_videos, gt, excluded, params.keyframe_margin)
         formats.write_keyframes(out_dir / f"{name}.keyframes.csv",
