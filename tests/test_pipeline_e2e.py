@@ -214,3 +214,20 @@ def test_every_file_a_rule_writes_is_declared(run):
     undeclared = [line for line in listed if line.startswith("results/")
                   and not line.startswith(("results/logs/", "results/benchmarks/"))]
     assert undeclared == []
+
+
+def test_the_same_seed_gives_byte_identical_predictions_twice(run, tmp_path_factory):
+    # A second run of the whole tiny DAG from scratch, in another folder, with the same data and config.
+    again = tmp_path_factory.mktemp("e2e_again")
+    (again / "config.yaml").write_text(yaml.safe_dump(tiny_config(run / "data")))   # as run's, before edits
+    snakemake(again)
+    first = sorted(p.relative_to(run) for p in (run / "results/predictions").rglob("*.csv"))
+    second = sorted(p.relative_to(again) for p in (again / "results/predictions").rglob("*.csv"))
+    assert first == second and first
+    for path in first:
+        assert (run / path).read_bytes() == (again / path).read_bytes(), path
+    for path in (run / "results/eval").rglob("*.json"):
+        mine = json.loads(path.read_text())
+        theirs = json.loads((again / path.relative_to(run)).read_text())
+        assert mine["mAP"] == theirs["mAP"], path
+    assert (run / "results/detect/val.boxes.csv").read_bytes() == (again / "results/detect/val.boxes.csv").read_bytes()
