@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.clips import (RGB_MEAN, RGB_STD, ClipSpec, GlobalBatchSampler, Keyframe, KeyframeDataset,
+from pipeline.batches import GlobalBatchSampler
+from pipeline.data.clips import (RGB_MEAN, RGB_STD, ClipSpec, Keyframe, KeyframeDataset,
                                  collate_keyframes,
                                  flip_boxes, flip_clip, input_shape, load_clip)
 from pipeline.media.flow import quantize

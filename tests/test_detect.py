@@ -19,6 +19,7 @@ import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from pipeline.ava.formats import AvaRows, LabelMap, keyframe_rows, read_boxes, write_ground_truth, write_keyframes
+from pipeline.batches import GlobalBatchSampler, epoch_order
 from pipeline.detect import training
 from pipeline.detect.boxes import distinct_persons
 from pipeline.detect.inference import detect_images, detect_keyframes
@@ -36,7 +37,6 @@ from pipeline.detect.model import (
 )
 from pipeline.detect.precomputed import distinct_boxes
 from pipeline.detect.training_boxes import DETECTION, GROUND_TRUTH, training_boxes
-from pipeline.devices import Processes
 from pipeline.errors import InputError
 from pipeline.media.frames import encode_jpeg
 from pipeline.params import ComputeParams, DetectorParams, TrainSettings, to_json
@@ -322,13 +322,13 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_global_batches_give_each_process_its_share_of_every_batch():
-    one = training.GlobalBatches(7, 4, seed=3)
+    one = GlobalBatchSampler(7, 4, seed=3, pad_last=True)
     one.set_epoch(1)
-    order = training.epoch_order(3, 1, 7)
+    order = epoch_order(3, 1, 7)
     assert list(one) == [[(1, int(i)) for i in order[:4]], [(1, int(i)) for i in order[4:]]]
     shares = []
     for rank in range(2):
-        batches = training.GlobalBatches(7, 4, seed=3, processes=Processes(rank, 2, rank))
+        batches = GlobalBatchSampler(7, 4, seed=3, rank=rank, world_size=2, pad_last=True)
         batches.set_epoch(1)
         shares.append(list(batches))
     assert [len(s) for s in shares] == [2, 2] and all(len(b) == 2 for s in shares for b in s)
@@ -336,7 +336,7 @@ def test_global_batches_give_each_process_its_share_of_every_batch():
     # the last batch (3 images) is topped up with the epoch's first image, as DistributedSampler pads
     assert shares[0][1] + shares[1][1] == list(one)[1] + [(1, int(order[0]))]
     with pytest.raises(ValueError, match="not divisible by the 2 training processes"):
-        training.GlobalBatches(7, 3, seed=3, processes=Processes(0, 2, 0))
+        GlobalBatchSampler(7, 3, seed=3, rank=0, world_size=2, pad_last=True)
 
 
 def test_augmentation_and_sampling_draws_belong_to_the_image_and_epoch():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.ava.formats import AvaRows
+from pipeline.batches import item_rng
 from pipeline.detect.boxes import keyframe_groups
 from pipeline.media.stores import Store, open_store
 from pipeline.params import BackboneParams
@@ -122,18 +123,12 @@ def group_keyframes(rows: AvaRows, labels: np.ndarray) -> list[Keyframe]:
             for vid, ts in sorted(groups)]
 
 
-def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    """The random generator of one item in one epoch: the same draws whichever process or worker loads
-    it, and in whatever order."""
-    return np.random.default_rng([seed, epoch, index])
-
-
 class KeyframeDataset(torch.utils.data.Dataset):
     """One item per keyframe: ``{"clip": [3, T, H, W], "boxes": [k, 4] normalized, "labels": [k, C]}``.
 
-    Items are asked for as ``(epoch, index)`` (:class:`GlobalBatchSampler` gives them) or as a bare
+    Items are asked for as ``(epoch, index)`` (:class:`pipeline.batches.GlobalBatchSampler` gives them) or as a bare
     index (epoch 0). With ``flip`` an item is mirrored with probability 1/2 (clip, boxes and flow's
-    sign), drawn from :func:`item_rng`, so a run gives the same items with any number of loader
+    sign), drawn from :func:`pipeline.batches.item_rng`, so a run gives the same items with any number of loader
     workers or training processes.
     """
 
@@ -157,38 +152,6 @@ class KeyframeDataset(torch.utils.data.Dataset):
         if self.flip and item_rng(self.seed, epoch, i).random() < 0.5:
             clip, boxes = flip_clip(clip, self.spec), flip_boxes(boxes)
         return {"clip": clip, "boxes": boxes, "labels": kf.labels}
-
-
-class GlobalBatchSampler(torch.utils.data.Sampler):
-    """This process's share of every global batch of an epoch, as ``(epoch, index)`` keys.
-
-    The epoch's order is a permutation drawn from ``(seed, epoch)``; it is cut into global batches
-    of ``batch_size`` items, and process ``rank`` of ``world_size`` takes its contiguous slice of
-    each (``np.array_split``). So ``world_size`` processes see, batch by batch, the items that one
-    process sees. A last global batch with fewer items than processes is left out of the epoch
-    for ``world_size`` > 1 (every process must take part in each step).
-    """
-
-    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def global_batches(self) -> list[np.ndarray]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
-        batches = [order[i:i + self.batch_size] for i in range(0, self.n_items, self.batch_size)]
-        return [b for b in batches if len(b) >= self.world_size]
-
-    def __iter__(self):
-        for batch in self.global_batches():
-            share = np.array_split(batch, self.world_size)[self.rank]
-            yield [(self.epoch, int(i)) for i in share]
-
-    def __len__(self) -> int:
-        return len(self.global_batches())
 
 
 def rois_in_pixels(boxes: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> torch.Tensor:

@@ -13,7 +13,7 @@ generator in batch order). The same seed thus gives the same training with any n
 DataLoader workers, and the same draws for every image with any number of processes.
 
 Several processes (``torchrun``): the model is wrapped in DistributedDataParallel; every global batch
-of ``batch_size`` images is cut into equal shares, one per process (:class:`GlobalBatches`), so
+of ``batch_size`` images is cut into equal shares, one per process (:class:`pipeline.batches.GlobalBatchSampler`, ``pad_last``), so
 that the averaged gradient is that of the global batch; batch norm that trains shares its statistics
 (:func:`pipeline.devices.share_batch_statistics`).
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from pipeline.ava.formats import AvaRows
 from pipeline.detect.boxes import distinct_persons, keyframe_groups
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.model import PERSON_LABEL, freeze_batch_norm, image_tensor, mixed_precision
+from pipeline.batches import GlobalBatchSampler, ItemKey, item_rng
 from pipeline.devices import Processes, all_reduce_sum, grad_scaler, share_batch_statistics
 from pipeline.models.optim import make_optimizer
 from pipeline.params import TrainSettings
@@ -51,7 +52,6 @@ ONE_PROCESS = Processes(rank=0, world_size=1, local_rank=0)
 RPN_DRAWS, ROI_DRAWS = 1, 2     # the streams of an image's draws besides its augmentation
 
 Sample = tuple[np.ndarray, np.ndarray]   # image [H, W, 3] uint8 RGB, boxes [n, 4] float32 normalized
-ItemKey = tuple[int, int]                # (epoch, sample index)
 Target = dict[str, torch.Tensor]
 
 
@@ -121,48 +121,9 @@ def learning_rate(iteration: int, total: int, base_lr: float) -> float:
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The order of the ``n`` samples in epoch ``epoch`` (0-based)."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def image_seed(seed: int, key: ItemKey, stream: int) -> int:
     """A torch seed for one stream of draws of image ``key`` = (epoch, index)."""
     return int(np.random.SeedSequence([seed, key[0], key[1], stream]).generate_state(1, np.uint64)[0] >> 1)
-
-
-class GlobalBatches:
-    """This process's share of every global batch of an epoch: lists of (epoch, index) keys.
-
-    Global batch ``b`` is ``order[b * batch_size:(b + 1) * batch_size]`` of :func:`epoch_order`;
-    process ``rank`` takes its ``batch_size / world_size`` consecutive items. A last, shorter batch is
-    topped up with the epoch's first items to a multiple of ``world_size`` (as DistributedSampler
-    pads), so every process takes the same number of batches, none empty; with one process it is
-    left as it is. Call :meth:`set_epoch` before iterating.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, processes: Processes = ONE_PROCESS):
-        if batch_size % processes.world_size:
-            raise ValueError(f"batch_size {batch_size} is not divisible by the {processes.world_size} "
-                             "training processes: each takes an equal share of every batch")
-        self.n, self.batch_size, self.seed, self.processes = n, batch_size, seed, processes
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[ItemKey]]:
-        order = epoch_order(self.seed, self.epoch, self.n)
-        world, rank = self.processes.world_size, self.processes.rank
-        for b in range(len(self)):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if len(batch) % world:
-                batch = np.concatenate([batch, np.resize(order, world - len(batch) % world)])
-            share = len(batch) // world
-            yield [(self.epoch, int(i)) for i in batch[rank * share:(rank + 1) * share]]
 
 
 class AugmentedSamples(Dataset):
@@ -177,7 +138,7 @@ class AugmentedSamples(Dataset):
 
     def __getitem__(self, key: ItemKey) -> tuple[torch.Tensor, Target, ItemKey]:
         epoch, index = key
-        x, boxes = augment(self.samples[index], np.random.default_rng([self.seed, epoch, index]))
+        x, boxes = augment(self.samples[index], item_rng(self.seed, epoch, index))
         return x, target(boxes, x.shape[1], x.shape[2]), key
 
 
@@ -271,7 +232,8 @@ def fit(model: FasterRCNN, samples: Sequence[Sample], settings: TrainSettings, s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay)
     scaler = grad_scaler(device, precision)
-    batches = GlobalBatches(len(samples), settings.batch_size, seed, processes)
+    batches = GlobalBatchSampler(len(samples), settings.batch_size, seed, processes.rank, processes.world_size,
+                                 pad_last=True)
     epochs, per_epoch = settings.epochs, len(batches)
     total = max(1, epochs * per_epoch)
     rows: list[dict[str, float]] = []

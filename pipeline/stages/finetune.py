@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.ava.formats import LabelMap, read_boxes, read_ground_truth, read_label_map
 from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
-from pipeline.data.clips import (ClipSpec, GlobalBatchSampler, Keyframe, KeyframeDataset, collate_keyframes,
-                                 group_keyframes)
+from pipeline.batches import GlobalBatchSampler
+from pipeline.data.clips import ClipSpec, Keyframe, KeyframeDataset, collate_keyframes, group_keyframes
 from pipeline.detect.training_boxes import training_boxes
 from pipeline.devices import (all_reduce_sum, autocast, grad_scaler, process_group, processes_from_env, select_device,
                               share_batch_statistics)
@@ -114,9 +114,8 @@ def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: Backbon
     processes = processes_from_env()
     device = select_device(params.compute.device, processes.local_rank)
     settings = params.finetune
-    if settings.batch_size % processes.world_size:
-        raise ValueError(f"finetune.batch_size {settings.batch_size} is not a multiple of the "
-                         f"{processes.world_size} training processes")
+    sampler = GlobalBatchSampler(len(keyframes), settings.batch_size, params.seed, processes.rank,
+                                 processes.world_size)   # first: it checks that the batch splits evenly
     torch.manual_seed(params.seed)
     model = build_action_model(params.arch, params.modality, num_classes, params.roi_size, params.roi_pool,
                                params.weights, params.dropout)
@@ -133,8 +132,6 @@ def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: Backbon
     trained: torch.nn.Module = model
     if processes.distributed:
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = GlobalBatchSampler(len(keyframes), settings.batch_size, params.seed, processes.rank,
-                                 processes.world_size)
     workers = params.compute.loader_workers
     loader = torch.utils.data.DataLoader(
         KeyframeDataset(keyframes, stores, ClipSpec.from_params(params), flip=True, seed=params.seed),
