@@ -4,10 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.debian-packages
 CORES ?= 2
 DEMO_DATA := data/demo
 
-.PHONY: demo test install clean-results
+.PHONY: demo test install system-packages clean-results
 
 install: $(STAMP)
 
@@ -26,7 +27,21 @@ demo: $(STAMP) $(DEMO_DATA)/.complete
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml
 	@cat results/report/index.md
 
-test: $(STAMP)
+# Debian packages some tests need (envs/debian-packages.txt): installed only as root with apt-get.
+system-packages: $(SYSTEM_STAMP)
+
+$(SYSTEM_STAMP): envs/debian-packages.txt $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  packages="$$(grep -v '^\s*#' envs/debian-packages.txt | xargs)"; \
+	  echo "installing Debian packages: $$packages"; \
+	  { apt-get update -qq || apt-get update -qq; } && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null || exit 1; \
+	else \
+	  echo "not root or no apt-get: Debian packages of envs/debian-packages.txt not installed; tests that need them are skipped"; \
+	fi
+	touch $@
+
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m pytest -q
 
 clean-results:
