@@ -17,7 +17,7 @@ include: "workflow/rules/common.smk"
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        final_outputs,
 
 
 include: "workflow/rules/dataset.smk"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Callable, TypeVar
 
+from pipeline.errors import InputError
 from pipeline.params import ParamsError, parse_params
 
 P = TypeVar("P")
@@ -52,3 +55,36 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+
+
+#: Storage failures that end a stage with one line instead of a traceback: the outputs are written
+#: through temporary files (:func:`pipeline.store.atomic_path`), so nothing half-written is left.
+STORAGE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EFBIG: "file too large for this file system or limit"}
+
+
+def storage_errno(err: OSError) -> int | None:
+    """The :data:`STORAGE_ERRORS` code of ``err``, also when a library (h5py) put it only in its message."""
+    if err.errno in STORAGE_ERRORS:
+        return err.errno
+    text = str(err)
+    return next((code for code in STORAGE_ERRORS if f"errno = {code}," in text or f"errno = {code} " in text), None)
+
+
+def run_stage(main: Callable[[], int]) -> int:
+    """Run a stage's ``main`` from ``python -m``: bad input (:class:`InputError`, naming the file and
+    line) and a full, read-only or forbidden disk end the stage with one line on stderr and exit
+    status 1; anything else keeps its traceback."""
+    try:
+        return main()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        code = storage_errno(err)
+        if code is None:
+            raise
+        where = err.filename or "an output file"
+        print(f"error: {where}: {STORAGE_ERRORS[code]} ({err}); no output was left half-written", file=sys.stderr)
+        return 1

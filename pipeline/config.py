@@ -8,6 +8,7 @@ The Snakefile calls :func:`validate_config` before any job starts; the schema at
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +29,21 @@ class ConfigError(ValueError):
     """config.yaml breaks the schema or refers to something it does not define."""
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return SCHEMA_PATH.read_text()
+
+
 def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema (a fresh copy: callers may change it)."""
+    return yaml.safe_load(_schema_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _validators() -> tuple[Any, Any]:
+    """The checking and the defaulting validator of the schema, built once."""
+    schema = load_schema()
+    return jsonschema.Draft202012Validator(schema), _DefaultingValidator(schema)
 
 
 def _where(path: Any) -> str:
@@ -51,8 +65,7 @@ _DefaultingValidator = jsonschema.validators.extend(jsonschema.Draft202012Valida
 
 def check_schema(config: dict[str, Any], source: str = "config") -> None:
     """Raise :class:`ConfigError` listing every schema violation with its key path."""
-    validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validators()[0].iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_where(e.absolute_path)}: {e.message}" for e in errors]
         raise ConfigError(f"{source} does not match {SCHEMA_PATH.name}:\n" + "\n".join(lines))
@@ -110,7 +123,7 @@ def model_backbones(model: dict[str, Any]) -> list[str]:
 
 def fill_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """Set every key that the schema gives a default and ``config`` leaves out (in place)."""
-    for _ in _DefaultingValidator(load_schema()).iter_errors(config):
+    for _ in _validators()[1].iter_errors(config):
         pass
     return config
 
@@ -170,7 +183,11 @@ def dataset_params(config: dict[str, Any]) -> DatasetParams:
                                                                     "keyframe_margin")}
     splits = {name: {"ground_truth": s.get("ground_truth"), "excluded": s.get("excluded"), "videos": s.get("videos")}
               for name, s in config["dataset"]["splits"].items()}
-    return _typed(DatasetParams, {**section, "splits": splits}, "dataset")
+    prepare = config["dataset"].get("prepare")
+    if prepare:  # the stage reads the full movies; the prepare stage cuts the segment afterwards
+        section["videos"] = prepare["movies"]
+    segment = {"start": prepare["start"], "duration": prepare["duration"]} if prepare else None
+    return _typed(DatasetParams, {**section, "splits": splits, "segment": segment}, "dataset")
 
 
 def prepare_params(config: dict[str, Any]) -> PrepareParams:

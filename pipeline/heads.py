@@ -21,7 +21,7 @@ from pipeline.errors import InputError
 from pipeline.feature_store import Features
 from pipeline.models.atr import AtrHead
 from pipeline.models.registry import build_head
-from pipeline.store import atomic_path
+from pipeline.store import atomic_path, load_torch_file
 
 ROW_BATCH = 4096
 
@@ -73,7 +73,7 @@ def load_head(path: str | Path, label_map: LabelMap, kind: str, device: torch.de
 
     Its classes must be the label map's and its kind ``kind``, else an :class:`InputError`.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "head")
     if list(state["label_ids"]) != list(label_map.ids):
         raise InputError(path, "the head's classes are not the label map's")
     if state["kind"] != kind:

@@ -48,6 +48,14 @@ class SplitFiles:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrepareParams:
+    """The ``prepare`` stage: the AVA segment cut from each movie."""
+
+    start: float
+    duration: float
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetParams:
     """The ``dataset`` stage."""
 
@@ -57,14 +65,7 @@ class DatasetParams:
     time_offset: float
     keyframe_margin: float
     splits: dict[str, SplitFiles]
-
-
-@dataclasses.dataclass(frozen=True)
-class PrepareParams:
-    """The ``prepare`` stage: the AVA segment cut from each movie."""
-
-    start: float
-    duration: float
+    segment: PrepareParams | None     # dataset.prepare: ``videos`` holds the full movies, cut later
 
 
 @dataclasses.dataclass(frozen=True)

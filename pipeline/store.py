@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pipeline
+from pipeline.errors import InputError
 
 
 @contextlib.contextmanager
@@ -36,6 +37,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def load_torch_file(path: str | Path, what: str) -> Any:
+    """Read a torch file of tensors and plain containers (``torch.load(weights_only=True)``): no
+    code in it runs. A missing file, a file that is not a torch file, and one that holds anything
+    else (a pickle that would build other objects or run code) are an :class:`InputError` naming
+    ``path`` and ``what`` it should be."""
+    import torch  # here: the stages that only write text and JSON need not import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, f"no such {what} file") from None
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or others for files it refuses
+        if "Weights only load failed" in str(err):
+            raise InputError(path, f"refused: this {what} file holds more than tensors, and only weights files "
+                                   f"are read (torch: {str(err).splitlines()[0]} Weights only load failed)") from None
+        raise InputError(path, f"cannot read it as a {what} file: {err}") from None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.store import atomic_path
+from pipeline.store import atomic_path, load_torch_file
 
 
 def resume_path(out: str | Path) -> Path:
@@ -60,7 +60,7 @@ def load_state(out: str | Path, params_json: str) -> dict[str, Any] | None:
     path = resume_path(out)
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "training state")
     if state.get("params") != params_json:
         print(f"{path}: made with other parameters, not resumed; training starts over", file=sys.stderr)
         return None

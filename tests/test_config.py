@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from pipeline.config import (ConfigError, audio_params, backbone_params, clip_context_s, dataset_params, detector_params,
-                             evaluate_params, flow_params, frames_params, fusion_params, load_config, model_backbones,
+                             evaluate_params, fill_defaults, flow_params, frames_params, fusion_params, load_config,
+                             model_backbones,
                              model_params, report_params, validate_config)
 from pipeline.params import BackboneParams, ParamsError, parse_params, to_json
 
@@ -157,3 +160,45 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
                                                                                 "full": "topk_logit"}
     assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training
+
+
+def _leaves(node: Any, path: tuple = ()) -> Iterator[tuple]:
+    """Every leaf's key path in a config (lists count as leaves)."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    else:
+        yield path
+
+
+CONFIG_FILES = ("config.yaml", "configs/ava_v2.1.yaml", "configs/ava_v2.2.yaml")
+
+
+@functools.lru_cache(maxsize=None)
+def _filled(name: str) -> str:
+    return json.dumps(fill_defaults(yaml.safe_load((ROOT / name).read_text())))
+
+
+def _config_leaves() -> list[tuple[str, tuple]]:
+    return [(name, path) for name in CONFIG_FILES for path in _leaves(json.loads(_filled(name)))]
+
+
+@pytest.mark.parametrize("name, path", _config_leaves(), ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else v)
+def test_every_key_of_every_config_is_named_when_its_value_is_wrong(name, path):
+    """An audit of every key the configs hold, defaults included: a value of the wrong kind is
+    refused before any job runs, by a message that names the key's full path."""
+    config = json.loads(_filled(name))
+    parent = config
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = {"a wrong": "value"}
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, name)
+    assert ".".join(map(str, path)) in str(caught.value)
+
+
+def test_a_wrong_choice_names_the_allowed_values():
+    config = copy.deepcopy(demo_config())
+    config["fusions"]["mean"]["strategy"] = "median"
+    with pytest.raises(ConfigError, match=r"fusions\.mean\.strategy: 'median' is not one of \['mean_prob'"):
+        validate_config(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipeline.data import manifest
 from pipeline.errors import InputError
 from pipeline.media.ffmpeg import ffmpeg_exe
 from pipeline.media.frames import FrameStore
-from pipeline.params import DatasetParams, SplitFiles
+from pipeline.params import DatasetParams, PrepareParams, SplitFiles
 from pipeline.stages import dataset as dataset_stage
 
 
@@ -100,7 +101,7 @@ def small_dataset(tmp_path) -> DatasetParams:
     splits = {"train": SplitFiles(ground_truth="ann/train.csv", excluded="ann/train_excluded.csv",
                                   videos="ann/train.videos.txt"),
               "test": SplitFiles(ground_truth=None, excluded=None, videos="ann/test.videos.txt")}
-    return DatasetParams(root=str(root), videos="videos", label_map="ann/label_map.pbtxt", time_offset=900.0,
+    return DatasetParams(root=str(root), videos="videos", label_map="ann/label_map.pbtxt", time_offset=900.0, segment=None,
                          keyframe_margin=2.0, splits=splits)
 
 
@@ -258,9 +259,68 @@ def _bad_video(kind: str, good: Path, path: Path) -> None:
     ("truncated", "cannot read it as a video"), ("truncated_faststart", "truncated or damaged"),
     ("zero_bytes", "empty file"), ("text", "cannot read it as a video"), ("audio_only", "no video stream"),
 ])
-def test_a_broken_video_is_named_by_the_dataset_stage(small_dataset, tmp_path, kind, message):
+def test_a_broken_video_is_left_out_named_and_the_others_go_on(small_dataset, tmp_path, kind, message, capsys):
     videos = tmp_path / "data" / "videos"
+    gt = tmp_path / "data" / "ann" / "train.csv"
+    gt.write_text("a,0902,0.1,0.1,0.5,0.9,12,0\nb,0903,0.1,0.1,0.5,0.9,12,0\nb,0904,0.1,0.1,0.5,0.9,12,0\n")
     _bad_video(kind, videos / "a.mp4", videos / "b.mp4")
-    with pytest.raises(InputError, match=rf"videos/b\.mp4: {message}"):
+    kept = run_dataset(small_dataset, tmp_path / "out")
+    assert [v.video_id for v in kept] == ["a"]
+    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    assert (problem.video_id, problem.split, problem.usable, problem.ground_truth_rows) == ("b", "train", False, 2)
+    assert re.search(rf"videos/b\.mp4: {message}", problem.problem)
+    assert set(formats.read_ground_truth(tmp_path / "out" / "train.gt.csv").video_id.tolist()) == {"a"}
+    assert set(formats.read_keyframes(tmp_path / "out" / "train.keyframes.csv").video_id.tolist()) == {"a"}
+    assert "video b (train, 2 ground-truth rows): left out" in capsys.readouterr().err
+
+
+def test_a_video_missing_on_disk_is_named_and_an_unlisted_one_is_reported(small_dataset, tmp_path, capsys):
+    videos = tmp_path / "data" / "videos"
+    (videos / "b.mp4").rename(videos / "stray.mp4")
+    kept = run_dataset(small_dataset, tmp_path / "out")
+    assert [v.video_id for v in kept] == ["a"]
+    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    assert problem.video_id == "b" and "no video file for video id 'b'" in problem.problem
+    assert "1 video files are in no split and are not used: stray" in capsys.readouterr().err
+
+
+def test_a_split_without_a_usable_video_is_an_error(small_dataset, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "data" / "videos" / f"{name}.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match=r"split 'train' has no usable video: a: .*empty file"):
         run_dataset(small_dataset, tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_ground_truth_outside_a_video_is_left_out_and_named(small_dataset, tmp_path):
+    """A 6 s video at offset 900 spans [900, 906): rows at 906 and 950 (a video shorter than its
+    annotations) are not scorable; the video itself is kept."""
+    gt = tmp_path / "data" / "ann" / "train.csv"
+    gt.write_text("a,0902,0.1,0.1,0.5,0.9,12,0\na,0906,0.1,0.1,0.5,0.9,12,0\na,0950,0.1,0.1,0.5,0.9,12,0\n"
+                  "b,0905,0.1,0.1,0.5,0.9,12,0\n")
+    kept = run_dataset(small_dataset, tmp_path / "out")
+    assert [v.video_id for v in kept] == ["a", "b"]
+    rows = formats.read_ground_truth(tmp_path / "out" / "train.gt.csv")
+    assert list(zip(rows.video_id.tolist(), rows.timestamp.tolist())) == [("a", 902), ("b", 905)]
+    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    assert (problem.video_id, problem.usable, problem.ground_truth_rows) == ("a", True, 2)
+    assert "train.csv: 2 ground-truth rows at keyframes outside the video's span [900, 906.00) s" in problem.problem
+    assert "t = 906, 950; lines 2, 3" in problem.problem
+    keyframes = formats.read_keyframes(tmp_path / "out" / "train.keyframes.csv")
+    assert 950 not in keyframes.timestamp.tolist()
+
+
+def test_prepare_mode_reads_movies_to_their_end_without_decoding(small_dataset, tmp_path):
+    """With dataset.prepare the stage probes the full movies: a truncated one is left out, a good
+    one gives the segment's row (here the segment [1, 4) of a 6 s movie)."""
+    videos = tmp_path / "data" / "videos"
+    _bad_video("truncated_faststart", videos / "a.mp4", videos / "b.mp4")
+    params = dataclasses.replace(small_dataset, segment=PrepareParams(start=1.0, duration=3.0))
+    (info,) = run_dataset(params, tmp_path / "out")
+    assert (info.video_id, info.duration_s, info.fps, info.n_frames, info.width) == ("a", 3.0, 25.0, 75, 96)
+    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    assert problem.video_id == "b" and "truncated or damaged: its video packets end at" in problem.problem
+    short = dataclasses.replace(small_dataset, segment=PrepareParams(start=7.0, duration=3.0))
+    (videos / "b.mp4").unlink()
+    with pytest.raises(InputError, match=r"a\.mp4: the movie ends at 6\.00 s, before the segment's start at 7 s"):
+        run_dataset(short, tmp_path / "out2")

@@ -115,7 +115,8 @@ def rules_and_commands() -> dict[str, str]:
     """``{rule name: the pipeline module its shell command runs}`` over every rule file."""
     found = {}
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        for match in re.finditer(r"^rule (\w+):(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+        rule_texts = r"^(?:rule|checkpoint) (\w+):(.*?)(?=^(?:rule|checkpoint) |\Z)"
+        for match in re.finditer(rule_texts, smk.read_text(), re.S | re.M):
             command = re.search(r"\bpython\b[^\n]*? -m (pipeline[\w.]*)", match.group(2))
             if command:
                 found[match.group(1)] = command.group(1)
@@ -134,7 +135,7 @@ def test_each_rule_runs_the_stage_module_of_its_own_name():
 def test_rule_files_are_named_after_the_stages_they_hold(smk):
     if smk == "common.smk":
         return
-    rules = re.findall(r"^rule (\w+):", (ROOT / "workflow" / "rules" / smk).read_text(), re.M)
+    rules = re.findall(r"^(?:rule|checkpoint) (\w+):", (ROOT / "workflow" / "rules" / smk).read_text(), re.M)
     stem = smk.removesuffix(".smk")
     assert rules, f"{smk} holds no rule"
     assert all(stem in rule for rule in rules), f"{smk} holds {rules}"

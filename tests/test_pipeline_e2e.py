@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 from pipeline.ava import formats
 from pipeline.config import model_backbones
 from pipeline.data.manifest import read_manifest
+from pipeline.synth import configs as synth_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -31,21 +33,7 @@ pytestmark = pytest.mark.slow
 
 def tiny_config(data_dir: Path) -> dict:
     """The demo's config.yaml, scaled down to the tiny dataset: same keys, same code paths."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["dataset"]["root"] = str(data_dir)
-    config["frames"]["short_side"] = 120
-    config["detect"]["min_size"] = 120
-    # 50 epochs of 18 keyframes (about 70 s): the detector finds 25 of the 30 val persons (2 epochs found
-    # none, and every model then scored 0). A low threshold gives the later stages its weaker boxes too.
-    config["detect"]["train"]["epochs"] = 50
-    config["detect"]["score_threshold"] = 0.05
-    for backbone in config["backbones"].values():
-        if backbone["modality"] != "audio":
-            backbone["input_size"] = 64
-        backbone["finetune"]["epochs"] = 1
-    for model in config["models"].values():
-        model["train"]["epochs"] = 5
-    return config
+    return synth_configs.tiny_config(yaml.safe_load((ROOT / "config.yaml").read_text()), data_dir)
 
 
 def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> str:
@@ -231,3 +219,35 @@ def test_the_same_seed_gives_byte_identical_predictions_twice(run, tmp_path_fact
         theirs = json.loads((again / path.relative_to(run)).read_text())
         assert mine["mAP"] == theirs["mAP"], path
     assert (run / "results/detect/val.boxes.csv").read_bytes() == (again / "results/detect/val.boxes.csv").read_bytes()
+
+
+def test_a_truncated_video_is_named_and_every_other_video_is_run_and_evaluated(run, tmp_path_factory):
+    # A copy of the tiny dataset whose first val video is cut to half its bytes, run with --keep-going
+    # (one model, a short detector run: this checks the DAG, not the scores).
+    work = tmp_path_factory.mktemp("e2e_truncated")
+    shutil.copytree(run / "data", work / "data")
+    val_ids = (work / "data/annotations/val.videos.txt").read_text().split()
+    broken = work / "data/videos" / f"{val_ids[0]}.mp4"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    config = tiny_config(work / "data")
+    config["models"] = {"rgb": config["models"]["rgb"]}
+    config["fusions"] = {}
+    config["detect"]["train"]["epochs"] = 2
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work, "--keep-going")
+    others = [v for v in read_manifest(run / "results/dataset/manifest.parquet") if v.video_id != val_ids[0]]
+    assert {v.video_id for v in read_manifest(work / "results/dataset/manifest.parquet")} == {v.video_id for v in others}
+    for v in others:
+        assert (work / f"results/frames/{v.video_id}.h5").exists() and (work / f"results/audio/{v.video_id}.h5").exists()
+    assert not (work / f"results/frames/{val_ids[0]}.h5").exists()
+    gt_rows = sum(1 for line in (work / "data/annotations/val.csv").read_text().splitlines()
+                  if line.startswith(val_ids[0] + ","))
+    for name in ("rgb", "baseline-prior"):
+        result = json.loads((work / f"results/eval/{name}/val.json").read_text())
+        (missing,) = result["missing_videos"]
+        assert missing["video"] == val_ids[0] and missing["whole_video"] and 0 < missing["ground_truth_boxes"] <= gt_rows
+        assert f"{val_ids[0]}.mp4: cannot read it as a video" in missing["reason"]
+        scored = formats.read_ground_truth(work / "results/dataset/val.gt.csv")
+        assert val_ids[0] not in set(scored.video_id.tolist()) and sum(result["n_gt"].values()) > 0
+    index = (work / "results/report/index.md").read_text()
+    assert "videos not scored" in index and f"| {val_ids[0]} | {missing['ground_truth_boxes']} | whole video |" in index

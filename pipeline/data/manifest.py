@@ -7,6 +7,9 @@ length, size or split reads it with :func:`read_manifest`.
 
 from __future__ import annotations
 
+import csv
+import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -16,9 +19,9 @@ import pyarrow.parquet as pq
 
 from pipeline.ava import formats
 from pipeline.errors import InputError
-from pipeline.media.probe import VideoProbe, probe
-from pipeline.params import DatasetParams, SplitFiles, as_dict
-from pipeline.store import atomic_path, provenance
+from pipeline.media.probe import VideoProbe, container_end, probe
+from pipeline.params import DatasetParams, PrepareParams, SplitFiles, as_dict
+from pipeline.store import atomic_path, provenance, write_text
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 #: Characters that no video id may hold: ids become file names under results/ and words of the rules'
@@ -156,6 +159,96 @@ def probe_video(video_id: str, split: str, path: Path, time_offset: float) -> Vi
     """The manifest row of one video file (:func:`pipeline.media.probe.probe`: one decode)."""
     return VideoInfo(video_id=video_id, split=split, path=str(path), **asdict(probe(path)),
                      time_offset=float(time_offset))
+
+
+def probe_segment(video_id: str, split: str, path: Path, time_offset: float, segment: PrepareParams) -> VideoInfo:
+    """The manifest row of the segment that the prepare stage will cut from the movie at ``path``.
+
+    Reads the container and every packet, decodes nothing (a movie is hours long; the prepare stage
+    checks the cut's frames): an unreadable or truncated movie, or one that ends before the
+    segment starts, is an :class:`InputError` naming it. A movie that ends inside the segment gives
+    a shorter segment (its annotations past the end are then left out and named).
+    """
+    facts = container_end(path)
+    if facts.end_s <= segment.start:
+        raise InputError(path, f"the movie ends at {facts.end_s:.2f} s, before the segment's start at "
+                               f"{segment.start:g} s")
+    duration = min(segment.duration, facts.end_s - segment.start)
+    return VideoInfo(video_id=video_id, split=split, path=str(path), fps=facts.fps,
+                     n_frames=int(round(duration * facts.fps)), duration_s=round(duration, 6), width=facts.width,
+                     height=facts.height, has_audio=facts.has_audio, time_offset=float(time_offset))
+
+
+@dataclass(frozen=True)
+class VideoProblem:
+    """A video of the annotations that is unusable, or whose annotations it does not cover, and
+    the ground-truth rows that are left out because of it (``results/dataset/problems.csv``)."""
+
+    video_id: str
+    split: str
+    usable: bool                 # False: the video is left out whole; True: only some of its rows are
+    ground_truth_rows: int
+    problem: str
+
+
+def probe_videos(ids: list[str], split: str, videos_dir: Path, time_offset: float,
+                 segment: PrepareParams | None, threads: int) -> tuple[list[VideoInfo], dict[str, str]]:
+    """Probe each video of a split (``threads`` at once): the manifest rows of the usable ones, in
+    ``ids`` order, and ``{video_id: problem}`` for the others (missing, empty, unreadable,
+    truncated...): one bad video never stops the rest."""
+
+    def one(video_id: str) -> VideoInfo | str:
+        try:
+            path = find_video(videos_dir, video_id)
+            if segment is None:
+                return probe_video(video_id, split, path, time_offset)
+            return probe_segment(video_id, split, path, time_offset, segment)
+        except InputError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        results = list(pool.map(one, ids))
+    usable = [r for r in results if isinstance(r, VideoInfo)]
+    problems = {v: r for v, r in zip(ids, results) if isinstance(r, str)}
+    return usable, problems
+
+
+def outside_video(gt: formats.AvaRows, videos: list[VideoInfo]) -> np.ndarray:
+    """bool [n]: ground-truth rows whose keyframe lies outside its video's span [offset, offset + duration)."""
+    span = {v.video_id: (v.time_offset, v.time_offset + v.duration_s) for v in videos}
+    return np.fromiter((not (span[v][0] <= t < span[v][1]) if v in span else False
+                        for v, t in zip(gt.video_id.tolist(), gt.timestamp.tolist())), dtype=bool, count=len(gt))
+
+
+def unlisted_videos(videos_dir: str | Path, listed: set[str]) -> list[str]:
+    """Ids of the video files in ``videos_dir`` that no split lists (the reverse of a missing video)."""
+    videos_dir = Path(videos_dir)
+    if not videos_dir.is_dir():
+        return []
+    return sorted(p.stem for p in videos_dir.iterdir()
+                  if p.suffix.lower() in VIDEO_EXTENSIONS and p.stem not in listed)
+
+
+PROBLEM_COLUMNS = [f.name for f in fields(VideoProblem)]
+
+
+def write_problems(path: str | Path, problems: list[VideoProblem]) -> None:
+    """``problems.csv``: a header and a row per :class:`VideoProblem`, atomically."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PROBLEM_COLUMNS)
+    writer.writerows([getattr(p, c) for c in PROBLEM_COLUMNS] for p in problems)
+    write_text(path, out.getvalue())
+
+
+def read_problems(path: str | Path) -> list[VideoProblem]:
+    """The rows of a ``problems.csv`` (:func:`write_problems`)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != PROBLEM_COLUMNS:
+            raise InputError(path, f"header {reader.fieldnames} is not {PROBLEM_COLUMNS}", 1)
+        return [VideoProblem(video_id=r["video_id"], split=r["split"], usable=r["usable"] == "True",
+                             ground_truth_rows=int(r["ground_truth_rows"]), problem=r["problem"]) for r in reader]
 
 
 def write_manifest(path: str | Path, videos: list[VideoInfo], params: DatasetParams) -> None:

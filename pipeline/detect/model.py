@@ -37,6 +37,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from pipeline.devices import autocast
 from pipeline.errors import InputError
 from pipeline.params import DetectorParams
+from pipeline.store import load_torch_file
 
 ARCHS = ("resnet50_fpn", "resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn")
 NUM_CLASSES = 2                      # background, person
@@ -222,12 +223,7 @@ def reduce_to_person(state_dict: Mapping[str, torch.Tensor], path: str | Path) -
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights-only checkpoint; a ``{'model': state_dict}`` wrapper is accepted too."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(path, "checkpoint file not found") from None
-    except Exception as exc:  # torch raises several types for files that are not checkpoints
-        raise InputError(path, f"cannot read checkpoint: {exc}") from exc
+    obj = load_torch_file(path, "detector checkpoint")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

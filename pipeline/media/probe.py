@@ -176,6 +176,51 @@ def probe(path: str | Path) -> VideoProbe:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ContainerEnd:
+    """A long movie's facts from its container and packets, without decoding: displayed size, the
+    stream's average frame rate, whether it has audio, and where its last video packet ends (s)."""
+
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    end_s: float
+
+
+def container_end(path: str | Path) -> ContainerEnd:
+    """Read every packet of the first video stream of ``path`` (demuxing only: about disk speed).
+
+    Raises :class:`InputError` naming the file when it is missing, empty, unreadable or without a
+    video stream, or truncated: its packets end more than the larger of :data:`TRUNCATION_SLACK_S`
+    and :data:`TRUNCATION_SLACK_FRACTION` of its length before the end its container declares.
+    """
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise InputError(path, reason)
+    facts = stream_facts(path)
+    end = 0.0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            file_start = (container.start_time or 0) / av.time_base
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    span = packet.duration or 0
+                    end = max(end, float((packet.pts + span) * packet.time_base) - file_start)
+    except av.FFmpegError as err:
+        raise InputError(path, f"cannot read it to its end: {err}") from None
+    declared = facts.declared_end_s
+    if declared is not None and end < declared - max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * declared):
+        raise InputError(path, f"truncated or damaged: its video packets end at {end:.2f} s, its container "
+                               f"declares {declared:.2f} s")
+    if rate <= 0:
+        raise InputError(path, "the video stream declares no frame rate")
+    return ContainerEnd(width=int(facts.width), height=int(facts.height), fps=round(rate, 6),
+                        has_audio=facts.has_audio, end_s=end)
+
+
 def mean_fps(times: np.ndarray) -> float:
     """Mean frame rate of frames at ``times`` (float64 [n], seconds): (n - 1) / span, to 1e-6; 0 when n < 2."""
     if len(times) < 2 or times[-1] <= times[0]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from pipeline.store import load_torch_file
 
 
 def load_torchvision_weights(net: nn.Module, weights: str | Path, arch: str, classifier_prefix: str) -> None:
@@ -14,7 +15,7 @@ def load_torchvision_weights(net: nn.Module, weights: str | Path, arch: str, cla
     The classifier's parameters (keys starting with ``classifier_prefix``) may be missing; every
     other parameter must be there and no unknown one, else ValueError naming the file.
     """
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_torch_file(weights, f"torchvision {arch} checkpoint")
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(classifier_prefix)]
     if missing or unexpected:

@@ -17,6 +17,7 @@ from pipeline.models.r3d import R3dTiny, TorchvisionVideoResNet
 from pipeline.models.roi_head import DROPOUT, ActionClassifier, LinearHead
 from pipeline.models.tsn import TsnResNet
 from pipeline.models.vgg_audio import Vgg16Audio, VggTiny
+from pipeline.store import load_torch_file
 
 __all__ = ["ARCHS", "ARTNET_ARCHS", "AUDIO_ARCHS", "HEADS", "I3D_ARCHS", "P3D_ARCHS", "TSN_ARCHS", "VIDEO_ARCHS", "build_action_model", "build_backbone", "build_head",
            "modality_channels"]
@@ -47,7 +48,7 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None) 
     if arch in ("r3d_tiny", "vgg_tiny"):
         net = R3dTiny(in_channels) if arch == "r3d_tiny" else VggTiny()
         if weights is not None:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            net.load_state_dict(load_torch_file(weights, "backbone weights"))
         return net
     if arch in TORCHVISION_ARCHS:
         return TorchvisionVideoResNet(arch, weights)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from pipeline.ava import formats
-from pipeline.cli import stage_parser
+from pipeline.cli import run_stage, stage_parser
 from pipeline.scores import to_detections
 from pipeline.store import write_sidecar
 
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -1,13 +1,20 @@
 """Dataset stage: validate an AVA-layout dataset and write the manifest every other stage reads.
 
-    python -m pipeline.stages.dataset --params DatasetParams --out-dir results/dataset
+    python -m pipeline.stages.dataset --params DatasetParams --out-dir results/dataset --threads N
 
 Reads, under ``params.root``: the folder of videos, the label map, and per split a ground-truth
 CSV, an excluded-timestamps CSV and a list of video ids (each optional where AVA allows it: a test
 split has no ground truth; a split without a list takes the ids of its ground truth).
 
 Writes (``--out-dir``):
-- ``manifest.parquet``: a row per video (:class:`pipeline.data.manifest.VideoInfo`), every video probed;
+- ``manifest.parquet``: a row per usable video (:class:`pipeline.data.manifest.VideoInfo`), every
+  video probed (``threads`` at once); with ``segment`` (dataset.prepare) the movies are read to their
+  end without decoding and the row describes the segment that the prepare stage will cut;
+- ``problems.csv``: a row per video left out (missing, empty, not a video, unreadable, truncated)
+  and per video whose ground truth lies partly outside it
+  (:class:`pipeline.data.manifest.VideoProblem`), with the ground-truth rows left out for it: one
+  bad video never stops the others, and the evaluation names them; video files that no split
+  lists are named on stderr and not used;
 - ``{split}.gt.csv``: validated ground truth, label-map classes only. Repairs, each logged on
   stderr with its count and the first lines: rows of other classes, rows at an excluded keyframe
   (the official evaluator drops them too) and exact duplicate rows are left out. A box with
@@ -29,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.ava import formats
-from pipeline.cli import add_params_argument, read_params, stage_parser
-from pipeline.data.manifest import (VideoInfo, find_video, keyframes_for_split, probe_video, split_video_ids,
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
+from pipeline.data import manifest
+from pipeline.data.manifest import (VideoInfo, VideoProblem, keyframes_for_split, probe_videos, split_video_ids,
                                     write_manifest)
 from pipeline.errors import InputError
 from pipeline.params import DatasetParams
@@ -91,22 +99,52 @@ def check_gt_videos(rows: formats.AvaRows, video_ids: list[str], path: str | Pat
                                f"{', '.join(unknown[:10])}")
 
 
-def build(params: DatasetParams, out_dir: str | Path) -> list[VideoInfo]:
-    """Validate everything (each split's annotations, then its videos: every video probed), write the
-    stage's files into ``out_dir``; returns the manifest rows."""
+def left_out_problems(gt: formats.AvaRows | None, videos: list[VideoInfo], unusable: dict[str, str],
+                      split: str, path: str | Path | None) -> tuple[list[VideoProblem], np.ndarray]:
+    """The split's :class:`VideoProblem` rows and bool [n] over ``gt``: the ground-truth rows left
+    out, those of unusable videos and those at keyframes outside their video's span."""
+    problems: list[VideoProblem] = []
+    if gt is None:
+        return [VideoProblem(v, split, False, 0, why) for v, why in unusable.items()], np.zeros(0, dtype=bool)
+    of_unusable = np.isin(gt.video_id, list(unusable)) if unusable else np.zeros(len(gt), dtype=bool)
+    problems += [VideoProblem(v, split, False, int((gt.video_id == v).sum()), why) for v, why in unusable.items()]
+    outside = manifest.outside_video(gt, videos)
+    spans = {v.video_id: (v.time_offset, v.time_offset + v.duration_s) for v in videos}
+    for video_id in dict.fromkeys(gt.video_id[outside].tolist()):
+        rows = np.flatnonzero(outside & (gt.video_id == video_id))
+        start, end = spans[video_id]
+        times = sorted(set(gt.timestamp[rows].tolist()))
+        problems.append(VideoProblem(video_id, split, True, len(rows), (
+            f"{path}: {len(rows)} ground-truth rows at keyframes outside the video's span [{start:g}, {end:.2f}) s "
+            f"(t = {', '.join(map(str, times[:5]))}{', ...' if len(times) > 5 else ''}; {_first_lines(path, rows)})")))
+    return problems, of_unusable | outside
+
+
+def build(params: DatasetParams, out_dir: str | Path, threads: int = 1) -> list[VideoInfo]:
+    """Validate each split's annotations, then probe its videos; write the stage's files into
+    ``out_dir``; returns the manifest rows (the usable videos).
+
+    A video that cannot be used (missing, empty, not a video, unreadable, truncated) is left out
+    with its ground truth and named in ``problems.csv``, as are ground-truth rows at keyframes
+    outside their video: one bad video never stops the others. A split left with no usable video
+    is an :class:`InputError`.
+    """
     root = Path(params.root)
     out_dir = Path(out_dir)
     label_map = formats.read_label_map(root / params.label_map)
     formats.write_label_map(out_dir / "label_map.pbtxt", label_map)
     videos: list[VideoInfo] = []
+    problems: list[VideoProblem] = []
+    listed: set[str] = set()
     for name, split in params.splits.items():
         ids = split_video_ids(root, split)
+        listed |= set(ids)
         if not ids:
             raise InputError(root / (split.videos or split.ground_truth or ""), f"split {name!r} has no videos")
         excluded: set[tuple[str, int]] = set()
         if split.excluded:
             excluded = formats.read_excluded(root / split.excluded)
-        gt = None
+        gt, gt_path = None, None
         if split.ground_truth:
             gt_path = root / split.ground_truth
             gt = formats.read_ground_truth(gt_path)
@@ -114,16 +152,34 @@ def build(params: DatasetParams, out_dir: str | Path) -> list[VideoInfo]:
             gt = repair_ground_truth(gt, excluded, gt_path)
             gt = filter_to_label_map(gt, label_map, gt_path)
             check_gt_videos(gt, ids, gt_path)
-            formats.write_ground_truth(out_dir / f"{name}.gt.csv", gt)
         # the annotations are checked before the videos are probed (one decode each)
-        split_videos = [probe_video(v, name, find_video(root / params.videos, v), params.time_offset) for v in ids]
+        split_videos, unusable = probe_videos(ids, name, root / params.videos, params.time_offset, params.segment,
+                                              threads)
+        split_problems, left_out = left_out_problems(gt, split_videos, unusable, name, gt_path)
+        for problem in split_problems:
+            what = "only its rows are left out" if problem.usable else "left out"
+            print(f"video {problem.video_id} ({name}, {problem.ground_truth_rows} ground-truth rows): {what}: "
+                  f"{problem.problem}", file=sys.stderr)
+        if not split_videos:
+            raise InputError(root / (split.videos or split.ground_truth or ""),
+                             f"split {name!r} has no usable video: "
+                             + "; ".join(f"{v}: {why}" for v, why in list(unusable.items())[:5]))
+        if gt is not None:
+            gt = gt.take(~left_out)
+            formats.write_ground_truth(out_dir / f"{name}.gt.csv", gt)
         videos += split_videos
+        problems += split_problems
         formats.write_keyframes(out_dir / f"{name}.excluded.csv", sorted(excluded))
         keyframes = keyframes_for_split(split_videos, gt, excluded, params.keyframe_margin)
         formats.write_keyframes(out_dir / f"{name}.keyframes.csv",
                                 zip(keyframes.video_id.tolist(), keyframes.timestamp.tolist()))
-        print(f"split {name}: {len(ids)} videos, {len(keyframes)} keyframes, "
+        print(f"split {name}: {len(split_videos)} of {len(ids)} videos usable, {len(keyframes)} keyframes, "
               f"{0 if gt is None else len(gt)} ground-truth rows, {len(excluded)} excluded keyframes", file=sys.stderr)
+    unlisted = manifest.unlisted_videos(root / params.videos, listed)
+    if unlisted:
+        print(f"{root / params.videos}: {len(unlisted)} video files are in no split and are not used: "
+              f"{', '.join(unlisted[:10])}{', ...' if len(unlisted) > 10 else ''}", file=sys.stderr)
+    manifest.write_problems(out_dir / "problems.csv", problems)
     write_manifest(out_dir / "manifest.parquet", videos, params)
     return videos
 
@@ -132,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("pipeline.stages.dataset", __doc__)
     add_params_argument(parser, DatasetParams)
     parser.add_argument("--out-dir", required=True, help="results/dataset")
+    parser.add_argument("--threads", type=int, default=1, help="videos probed at once")
     args = parser.parse_args(argv)
     params = read_params(parser, DatasetParams, args.params)
-    for info in build(params, args.out_dir):
+    for info in build(params, args.out_dir, args.threads):
         print(json.dumps(asdict(info)), file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

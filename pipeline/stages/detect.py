@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.ava.formats import read_keyframes
-from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, run_stage, set_threads, stage_parser
 from pipeline.detect.inference import check_checkpoint, detect_keyframes
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.model import mixed_precision, trained_detector
@@ -56,4 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ava.formats import read_boxes, read_keyframes
-from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, stage_parser
+from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, run_stage, stage_parser
 from pipeline.detect.outputs import write_outputs
 from pipeline.detect.precomputed import distinct_boxes, on_keyframes
 from pipeline.params import DetectorParams
@@ -55,4 +55,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from pipeline.ava.formats import read_ground_truth
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.model import initial_detector
 from pipeline.detect.training import EpochEnd, KeyframeSamples, fit, training_keyframes
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from pipeline.ava.formats import read_boxes, read_ground_truth, read_keyframes, read_label_map
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.data.clips import ClipSpec, load_clip, pad_clips, rois_in_pixels
 from pipeline.detect.training_boxes import DETECTION
 from pipeline.devices import autocast, select_device
@@ -34,6 +34,7 @@ from pipeline.media.stores import Store, open_store
 from pipeline.models.registry import build_action_model
 from pipeline.params import BackboneParams, as_dict
 from pipeline.progress import progress
+from pipeline.store import load_torch_file
 
 KEYFRAME_BATCH = 8
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = select_device(params.compute.device)
     model = build_action_model(params.arch, params.modality, len(label_map), params.roi_size, params.roi_pool)
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    state = load_torch_file(args.weights, "finetuned backbone")
     model.backbone.load_state_dict(state["backbone"])
     model.head.load_state_dict(state["head"])
     model.to(device)
@@ -159,4 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

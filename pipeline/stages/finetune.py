@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.ava.formats import LabelMap, read_boxes, read_ground_truth, read_label_map
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.batches import GlobalBatchSampler
 from pipeline.data.clips import ClipSpec, Keyframe, KeyframeDataset, collate_keyframes, group_keyframes
 from pipeline.detect.training_boxes import training_boxes
@@ -196,4 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

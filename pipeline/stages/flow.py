@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.media.flow import compute_flow
 from pipeline.params import FlowParams
 
@@ -33,4 +33,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

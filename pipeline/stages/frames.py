@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.media.frames import extract_frames
 from pipeline.params import FramesParams
 
@@ -35,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.ava import formats
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.fusion import fuse_probabilities, load_aligned, probability_logit
 from pipeline.params import FusionParams, as_dict
 from pipeline.scores import to_detections, write_logits
@@ -44,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

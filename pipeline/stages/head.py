@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pipeline.ava.formats import read_label_map
-from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_features_argument, add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.feature_store import Features, read_model_features
 from pipeline.devices import autocast, grad_scaler, select_device
 from pipeline.heads import head_logits, save_head, to_device
@@ -101,4 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

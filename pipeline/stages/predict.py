@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from pipeline.ava.formats import AvaRows, read_label_map, write_detections
-from pipeline.cli import add_features_argument, add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_features_argument, add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.detect.training_boxes import DETECTION
 from pipeline.devices import select_device
 from pipeline.feature_store import Features, read_model_features
@@ -65,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.errors import InputError
 from pipeline.media.segment import prepare_video
 from pipeline.params import PrepareParams, as_dict
@@ -46,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

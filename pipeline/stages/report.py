@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.ava import formats  # noqa: E402
-from pipeline.cli import add_params_argument, read_params, stage_parser  # noqa: E402
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser  # noqa: E402
 from pipeline.params import BackboneParams, ReportParams  # noqa: E402
 from pipeline.store import atomic_path, write_text  # noqa: E402
 
@@ -184,6 +184,16 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def missing_table(evals: dict[str, dict[str, dict[str, Any]]], split: str) -> str:
+    """The videos of ``split`` that were not scored, whole or in part, and why (from any evaluation:
+    every model of a split is scored on the same ground truth); empty when there are none."""
+    missing = next((e[split].get("missing_videos") for e in evals.values() if split in e), None) or []
+    rows = ["| video | ground-truth rows not scored | left out | reason |", "| --- | --- | --- | --- |"]
+    rows += [f"| {m['video']} | {m['ground_truth_boxes']} | {'whole video' if m['whole_video'] else 'some rows'} "
+             f"| {m['reason'].replace('|', '/')} |" for m in missing]
+    return "\n".join(rows) if missing else ""
+
+
 def build_report(evals: dict[str, dict[str, dict[str, Any]]], detect: dict[str, dict[str, Any]],
                  label_map: formats.LabelMap, params: ReportParams, out_dir: Path) -> str:
     """Write index.md, table1.md and the figures; return the mAP table."""
@@ -198,6 +208,11 @@ def build_report(evals: dict[str, dict[str, dict[str, Any]]], detect: dict[str, 
         best = max((m for m in evals if m != params.baseline),
                    key=lambda m: evals[m].get(split, {}).get("mAP") or 0.0, default=None)
         plot_per_class(evals, split, label_map, out_dir / f"ap_per_class_{split}.png")
+        missing = missing_table(evals, split)
+        if missing:
+            sections += [f"## {split}: videos not scored", "",
+                         "The dataset stage left these out (results/dataset/problems.csv): the mAP above is over "
+                         "the other videos.", "", missing, ""]
         sections += [f"## {split}: mAP per label type (%)", "", type_table(evals, split), "",
                      f"## {split}: AP per class (%)", "", class_table(evals, split, label_map), "",
                      f"![AP per class]({f'ap_per_class_{split}.png'})", ""]
@@ -228,4 +243,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -3,7 +3,7 @@ import os
 import re
 import sys
 
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
 sys.path.insert(0, workflow.basedir)
 
@@ -24,7 +24,7 @@ from pipeline.config import (
     stage_processes,
     validate_config,
 )
-from pipeline.data.manifest import all_video_ids, find_video
+from pipeline.data.manifest import VIDEO_EXTENSIONS, all_video_ids, find_video, read_manifest
 from pipeline.media.stores import store_kind
 from pipeline.params import to_json
 
@@ -103,6 +103,7 @@ wildcard_constraints:
 LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
 MANIFEST = f"{R}/dataset/manifest.parquet"
+PROBLEMS = f"{R}/dataset/problems.csv"
 LABEL_MAP = f"{R}/dataset/label_map.pbtxt"
 GROUND_TRUTH = f"{R}/dataset/{{split}}.gt.csv"
 EXCLUDED = f"{R}/dataset/{{split}}.excluded.csv"
@@ -142,8 +143,32 @@ def dataset_path(relative):
     return os.path.join(DATASET_CFG["root"], relative)
 
 
+_USABLE = {}  # manifest path and mtime -> {video: split}
+
+
+def usable_video_split():
+    """``{video: split}`` of the videos that the dataset checkpoint found usable (its manifest).
+
+    Before the dataset stage has run, a dry run (``-n``) plans with every annotated video and a
+    real run waits for the stage (Snakemake re-evaluates the jobs after it): a video that cannot be
+    read is left out of every later job, and named in ``problems.csv`` and the evaluation.
+    """
+    try:
+        manifest = checkpoints.dataset.get().output.manifest
+    except IncompleteCheckpointException:
+        if workflow.dryrun:
+            return VIDEO_SPLIT
+        raise
+    key = (manifest, os.path.getmtime(manifest))
+    if key not in _USABLE:
+        _USABLE.clear()
+        _USABLE[key] = {info.video_id: info.split for info in read_manifest(manifest)}
+    return _USABLE[key]
+
+
 def videos_of(split):
-    return [v for v, s in VIDEO_SPLIT.items() if s == split]
+    """The usable videos of ``split`` (:func:`usable_video_split`)."""
+    return [v for v, s in usable_video_split().items() if s == split]
 
 
 def has_ground_truth(split):
@@ -156,6 +181,16 @@ def ground_truth_splits():
 
 def detected_splits():
     return [s for s in SPLITS if s not in PRECOMPUTED]
+
+
+def source_video(video):
+    """The file the dataset stage probes for ``video`` (the full movie when dataset.prepare is set),
+    or None when it is missing: the stage names it then, and the other videos go on."""
+    folder = dataset_path(PREPARE_CFG["movies"] if PREPARE_CFG else DATASET_CFG["videos"])
+    for ext in VIDEO_EXTENSIONS:
+        if os.path.exists(os.path.join(folder, video + ext)):
+            return os.path.join(folder, video + ext)
+    return None
 
 
 def video_path(video):
@@ -192,11 +227,11 @@ def prediction_names():
     return list(MODELS) + [f"fusion-{f}" for f in FUSIONS] + [BASELINE]
 
 
-def final_outputs():
-    """The report, every evaluation, and the audio of every video (made even when no model uses it yet)."""
+def final_outputs(wildcards):
+    """The report, every evaluation, and the audio of every usable video (made even when no model uses it yet)."""
     outputs = [REPORT]
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
-    outputs += expand(AUDIO, video=list(VIDEO_SPLIT))
+    outputs += expand(AUDIO, video=list(usable_video_split()))
     return outputs
 
 
@@ -205,7 +240,7 @@ def dataset_inputs(wildcards):
     files = [dataset_path(DATASET_CFG["label_map"])]
     for split_cfg in DATASET_CFG["splits"].values():
         files += [dataset_path(p) for p in split_cfg.values()]
-    files += [video_path(v) for v in VIDEO_SPLIT]
+    files += [path for path in map(source_video, VIDEO_SPLIT) if path is not None]
     return files
 
 
@@ -234,6 +269,10 @@ def flow_inputs(wildcards):
 
 def optional_ground_truth(split):
     return {"ground_truth": GROUND_TRUTH.format(split=split)} if has_ground_truth(split) else {}
+
+
+def detector_train_inputs(wildcards):
+    return {"frames": frames_of_split(TRAIN_SPLIT), "ground_truth": GROUND_TRUTH.format(split=TRAIN_SPLIT)}
 
 
 def detect_inputs(wildcards):
@@ -297,6 +336,7 @@ def evaluate_inputs(wildcards):
         "predictions": PREDICTIONS.format(model=wildcards.model, split=wildcards.split),
         "ground_truth": GROUND_TRUTH.format(split=wildcards.split),
         "excluded": EXCLUDED.format(split=wildcards.split),
+        "problems": PROBLEMS,
         "label_map": LABEL_MAP,
     }
 

@@ -1,9 +1,11 @@
-rule dataset:
-    """Validate the annotations, probe every video, and write the manifest, ground truth and keyframe lists."""
+checkpoint dataset:
+    """Validate the annotations, probe every video, and write the manifest (the usable videos: later jobs
+    are planned from it), the problems (videos left out, and why), ground truth and keyframe lists."""
     input:
         dataset_inputs,
     output:
         manifest=MANIFEST,
+        problems=PROBLEMS,
         label_map=LABEL_MAP,
         ground_truth=expand(GROUND_TRUTH, split=ground_truth_splits()),
         excluded=expand(EXCLUDED, split=SPLITS),
@@ -12,8 +14,9 @@ rule dataset:
         f"{LOGS}/dataset.log",
     conda:
         "../../envs/media.yaml"
+    threads: 2
     params:
         json=PARAMS_JSON["dataset"],
     shell:
         "python -m pipeline.stages.dataset --params {params.json:q} --out-dir $(dirname {output.manifest})"
-        " > {log} 2>&1"
+        " --threads {threads} > {log} 2>&1"

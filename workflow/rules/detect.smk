@@ -1,8 +1,7 @@
 rule detector_train:
     """Fine-tune the FPN person detector on the train split's ground-truth person boxes."""
     input:
-        frames=frames_of_split(TRAIN_SPLIT),
-        ground_truth=GROUND_TRUTH.format(split=TRAIN_SPLIT),
+        unpack(detector_train_inputs),
     output:
         detector=DETECTOR,
         train_log=DETECTOR_LOG,

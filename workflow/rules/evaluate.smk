@@ -15,4 +15,5 @@ rule evaluate:
         ),
     shell:
         "python -m pipeline.stages.evaluate --label-map {input.label_map} --ground-truth {input.ground_truth}"
-        " --detections {input.predictions} {params.excluded} --out {output} --params {params.json:q} > {log} 2>&1"
+        " --detections {input.predictions} {params.excluded} --problems {input.problems} --split {wildcards.split}"
+        " --out {output} --params {params.json:q} > {log} 2>&1"
