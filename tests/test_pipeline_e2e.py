@@ -246,7 +246,7 @@ def test_a_truncated_video_is_named_and_every_other_video_is_run_and_evaluated(r
         result = json.loads((work / f"results/eval/{name}/val.json").read_text())
         (missing,) = result["missing_videos"]
         assert missing["video"] == val_ids[0] and missing["whole_video"] and 0 < missing["ground_truth_boxes"] <= gt_rows
-        assert f"{val_ids[0]}.mp4: cannot read it as a video" in missing["reason"]
+        assert f"{val_ids[0]}.mp4: truncated or damaged" in missing["reason"]
         scored = formats.read_ground_truth(work / "results/dataset/val.gt.csv")
         assert val_ids[0] not in set(scored.video_id.tolist()) and sum(result["n_gt"].values()) > 0
     index = (work / "results/report/index.md").read_text()
