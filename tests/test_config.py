@@ -36,6 +36,10 @@ def test_demo_config_is_valid():
         (lambda c: c["fusions"]["mean"].update(models=["rgb", "ghost"]), "ghost"),
         (lambda c: c["dataset"].update(eval_splits=["test"]), "test"),
         (lambda c: c["flow"].update(methods=["tvl1"]), "farneback"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(weights="k.pyth", weights_layout="pyslowfast"),
+         "backbones.rgb_r3d.weights_layout: weights layout 'pyslowfast' is for i3d_r50, i3d_r50_nl only"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(weights_layout="keras"), "weights_layout"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(roi_op="warp"), "roi_op"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -66,6 +70,7 @@ def test_audio_backbone_needs_an_audio_arch_no_clip_keys_and_a_linear_head():
     assert clip_context_s(config) == clip_context_s(demo_config())   # audio reads no frames
     for mutate, expected in [
         (lambda c: c["backbones"]["audio_vgg"].update(clip_frames=8), r"audio_vgg\.clip_frames: does not apply"),
+        (lambda c: c["backbones"]["audio_vgg"].update(roi_op="pool"), r"audio_vgg\.roi_op: does not apply"),
         (lambda c: c["backbones"]["audio_vgg"].update(arch="r3d_tiny"), "'r3d_tiny' does not read 'audio'"),
         (lambda c: c["backbones"]["rgb_r3d"].update(arch="vgg16"), "'vgg16' does not read 'rgb'"),
         (lambda c: c["models"]["audio"].update(head="atr"), r"models\.audio: the atr head"),
@@ -106,6 +111,8 @@ def test_the_schema_fills_in_every_default():
     del config["flow"]["tvl1"]["tau"]
     validate_config(config)
     assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
+    assert config["backbones"]["rgb_r3d"]["roi_op"] == "align"
+    assert config["backbones"]["rgb_r3d"]["weights_layout"] == "torchvision"
     assert config["backbones"]["rgb_r3d"]["weights"] is None
     assert config["backbones"]["rgb_r3d"]["finetune"] == {"epochs": 12, "lr": 0.001, "batch_size": 8,
                                                           "weight_decay": 0.01, "optimizer": "adamw"}

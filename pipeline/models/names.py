@@ -21,6 +21,12 @@ VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + P3D_ARCHS + ARTNET
 AUDIO_ARCHS = ("vgg_tiny", "vgg16")
 ARCHS = VIDEO_ARCHS + AUDIO_ARCHS
 HEADS = ("linear", "atr")
+#: Layouts of video checkpoints mapped onto the I3D archs (``pipeline.models.video_checkpoints``).
+VIDEO_LAYOUTS = ("pyslowfast", "mmaction2", "caffe2")
+#: ``weights_layout``: torchvision's own files (or the tiny archs' own state dicts), or a video layout.
+WEIGHT_LAYOUTS = ("torchvision",) + VIDEO_LAYOUTS
+#: How the ROI features are cut from the feature map: torchvision's ``roi_align`` or ``roi_pool``.
+ROI_OPS = ("align", "pool")
 
 
 def arch_problem(arch: str, modality: str) -> str | None:
@@ -30,4 +36,13 @@ def arch_problem(arch: str, modality: str) -> str | None:
     if (modality == "audio") != (arch in AUDIO_ARCHS):
         expected = AUDIO_ARCHS if modality == "audio" else VIDEO_ARCHS
         return f"arch {arch!r} does not read {modality!r}: use one of {', '.join(expected)}"
+    return None
+
+
+def layout_problem(arch: str, layout: str) -> str | None:
+    """Why weights of ``layout`` cannot be loaded into ``arch``, or None when they can."""
+    if layout not in WEIGHT_LAYOUTS:
+        return f"unknown weights layout {layout!r}: expected one of {', '.join(WEIGHT_LAYOUTS)}"
+    if layout in VIDEO_LAYOUTS and arch not in I3D_ARCHS:
+        return f"weights layout {layout!r} is for {', '.join(I3D_ARCHS)} only, not {arch!r}"
     return None
