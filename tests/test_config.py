@@ -164,3 +164,6 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
                                                                                 "full": "topk_logit"}
     assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training
+    for backbone in ("i3d_nl_rgb", "i3d_nl_flow"):                    # Kinetics-pretrained, as the paper's
+        params = backbone_params(config, backbone)
+        assert params.weights_layout == "caffe2" and params.weights.endswith("_kinetics400.pt")
