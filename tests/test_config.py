@@ -167,3 +167,6 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     for backbone in ("i3d_nl_rgb", "i3d_nl_flow"):                    # Kinetics-pretrained, as the paper's
         params = backbone_params(config, backbone)
         assert params.weights_layout == "caffe2" and params.weights.endswith("_kinetics400.pt")
+    for backbone in ("p3d_rgb", "p3d_flow"):
+        params = backbone_params(config, backbone)
+        assert params.weights_layout == "pseudo-3d-pytorch" and params.weights.endswith("_199.checkpoint.pth.tar")

@@ -1,4 +1,5 @@
-"""Kinetics I3D / I3D-NL checkpoints in PySlowFast's, MMAction2's and Caffe2's layouts.
+"""Kinetics I3D / I3D-NL checkpoints in PySlowFast's, MMAction2's and Caffe2's layouts, and P3D-199's
+in qijiezhao/pseudo-3d-pytorch's.
 
 Each test writes a checkpoint file in a source's own layout: random values under the key names and
 shapes of that project's model code (PySlowFast's ``ResNet``/``ResBlock``/``Nonlocal``, MMAction2's
@@ -370,9 +371,11 @@ def test_keys_that_do_not_fit_are_listed(tmp_path):
         build_backbone("i3d_r50_nl", "rgb", weights=mm, layout="pyslowfast")
 
 
-def test_video_layouts_are_for_the_i3d_archs_only(tmp_path):
+def test_video_layouts_are_for_their_archs_only(tmp_path):
     with pytest.raises(ValueError, match="weights layout 'mmaction2' is for i3d_r50, i3d_r50_nl only, not 'p3d_199'"):
         build_backbone("p3d_199", "rgb", weights=tmp_path / "x.pth", layout="mmaction2")
+    with pytest.raises(ValueError, match="weights layout 'pseudo-3d-pytorch' is for p3d_199 only, not 'i3d_r50'"):
+        build_backbone("i3d_r50", "rgb", weights=tmp_path / "x.pth", layout="pseudo-3d-pytorch")
     with pytest.raises(ValueError, match="unknown weights layout 'keras'"):
         build_backbone("i3d_r50", "rgb", layout="keras")
 
@@ -431,3 +434,112 @@ def test_converter_refuses_a_pickle_that_names_other_globals(tmp_path):
     with pytest.raises(ValueError, match=r"evil.pkl: not a Caffe2 weights pickle \(refused global io.open"):
         convert_main([str(path), str(tmp_path / "out.pt")])
     assert not sentinel.exists() and not (tmp_path / "out.pt").exists()
+
+
+# --------------------------------------------------------------------------- P3D-199 (pseudo-3d-pytorch)
+
+#: P3D-199: ResNet-152's (planes, blocks) per stage; the first 47 blocks are pseudo-3D, res5's 2D.
+P3D_STAGES = ((64, 3), (128, 8), (256, 36), (512, 3))
+P3D_DEPTH_3D = 47
+
+
+def p3d_port_shapes(in_channels: int) -> dict[str, tuple[int, ...]]:
+    """Every weight of qijiezhao/pseudo-3d-pytorch's P3D199 (p3d_model.py): ``{key: shape}``."""
+    shapes = {"conv1_custom.weight": (64, in_channels, 1, 7, 7), "fc.weight": (400, 2048), "fc.bias": (400,)}
+
+    def bn(prefix, channels):
+        shapes.update({f"{prefix}.{p}": (channels,) for p in ("weight", "bias", "running_mean", "running_var")})
+
+    bn("bn1", 64)
+    inplanes, n_s = 64, 0
+    for stage, (planes, blocks) in enumerate(P3D_STAGES, start=1):
+        for j in range(blocks):
+            p, three_d = f"layer{stage}.{j}", n_s < P3D_DEPTH_3D
+            k = (1, 1, 1) if three_d else (1, 1)
+            shapes[f"{p}.conv1.weight"] = (planes, inplanes, *k)
+            bn(f"{p}.bn1", planes)
+            if three_d:
+                shapes[f"{p}.conv2.weight"] = (planes, planes, 1, 3, 3)
+                bn(f"{p}.bn2", planes)
+                shapes[f"{p}.conv3.weight"] = (planes, planes, 3, 1, 1)
+                bn(f"{p}.bn3", planes)
+            else:
+                shapes[f"{p}.conv_normal.weight"] = (planes, planes, 3, 3)
+                bn(f"{p}.bn_normal", planes)
+            shapes[f"{p}.conv4.weight"] = (4 * planes, planes, *k)
+            bn(f"{p}.bn4", 4 * planes)
+            if j == 0:
+                shapes[f"{p}.downsample.0.weight"] = (4 * planes, inplanes, *k)
+                bn(f"{p}.downsample.1", 4 * planes)
+            inplanes, n_s = 4 * planes, n_s + 1
+    return shapes
+
+
+def p3d_port_res4(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The port's P3D-199 from its input to res4's output, functionally (eval BatchNorm; strides in the
+    first 1x1 convolution of res3's and res4's first blocks, as its Bottleneck; its temporal max pools
+    left out, as the pipeline runs it): ``[B, C, T, H, W]`` -> ``[B, 1024, T, H/16, W/16]``."""
+    s = {k: v.double() for k, v in state.items()}
+
+    def bn(y, prefix):
+        return F.batch_norm(y, s[f"{prefix}.running_mean"], s[f"{prefix}.running_var"], s[f"{prefix}.weight"],
+                            s[f"{prefix}.bias"], False, 0.0, EPS)
+
+    def conv(y, key, stride=1):
+        w = s[key]
+        return F.conv3d(y, w, None, (1, stride, stride), tuple(k // 2 for k in w.shape[2:]))
+
+    y = F.relu(bn(F.conv3d(x.double(), s["conv1_custom.weight"], None, (1, 2, 2), (0, 3, 3)), "bn1"))
+    y = F.max_pool3d(y, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    n_s = 0
+    for stage, (_, blocks) in enumerate(P3D_STAGES[:3], start=1):
+        for j in range(blocks):
+            p, stride = f"layer{stage}.{j}", 2 if j == 0 and stage > 1 else 1
+            out = F.relu(bn(conv(y, f"{p}.conv1.weight", stride), f"{p}.bn1"))
+            mode = "ABC"[n_s % 3]
+            spatial = F.relu(bn(conv(out, f"{p}.conv2.weight"), f"{p}.bn2"))
+            if mode == "A":
+                out = F.relu(bn(conv(spatial, f"{p}.conv3.weight"), f"{p}.bn3"))
+            elif mode == "B":
+                out = spatial + F.relu(bn(conv(out, f"{p}.conv3.weight"), f"{p}.bn3"))
+            else:
+                out = spatial + F.relu(bn(conv(spatial, f"{p}.conv3.weight"), f"{p}.bn3"))
+            out = bn(conv(out, f"{p}.conv4.weight"), f"{p}.bn4")
+            shortcut = bn(conv(y, f"{p}.downsample.0.weight", stride), f"{p}.downsample.1") if j == 0 else y
+            y, n_s = F.relu(out + shortcut), n_s + 1
+    return y
+
+
+@pytest.mark.parametrize("modality, channels", [("rgb", 3), ("flow/tvl1", 2)])
+def test_kinetics_p3d_199_of_the_pytorch_port_gives_its_map(tmp_path, modality, channels):
+    state = random_state(p3d_port_shapes(channels), seed=4)
+    path = tmp_path / f"p3d_{'rgb' if channels == 3 else 'flow'}_199.checkpoint.pth.tar"
+    torch.save({"epoch": 10, "arch": "P3D199", "best_prec1": 80.1, "state_dict": state}, path)
+    net = build_backbone("p3d_199", modality, weights=path, layout="pseudo-3d-pytorch").double().eval()
+    x = torch.randn(1, 3, 4, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        ours = net.layer3(net.layer2(net.layer1(net.stem(x))))
+        # the port's flow network reads dx and dy; the third channel's filters start at zero
+        maps_agree(ours, p3d_port_res4(state, x[:, :channels]))
+        assert net(x).shape == (1, 2048, 4, 4, 4)
+    saved = net.state_dict()
+    assert saved["_extra_state"] == {"stride_in": "1x1"}
+    # res5 is 2D in the port: its 4D filters, key for key
+    assert torch.equal(saved["layer4.1.conv2.weight"][:, :, 0], state["layer4.1.conv_normal.weight"])
+    assert torch.equal(saved["layer4.0.downsample.0.weight"][:, :, 0], state["layer4.0.downsample.0.weight"])
+    assert torch.equal(saved["layer4.2.bn3.running_var"], state["layer4.2.bn4.running_var"])
+    fresh = build_backbone("p3d_199", modality)     # the features stage: built, then loaded from backbone.pt
+    fresh.load_state_dict(saved)
+    with torch.no_grad():
+        maps_agree(fresh.double().eval()(x), net(x))
+
+
+def test_p3d_checkpoint_keys_that_do_not_fit_are_listed(tmp_path):
+    state = random_state(p3d_port_shapes(3))
+    state["layer3.35.conv3.weight"] = torch.zeros(256, 256, 1, 1, 1)
+    path = tmp_path / "p3d.pth.tar"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(ValueError, match=r"p3d.pth.tar: not a pseudo-3d-pytorch P3D-199 checkpoint; other shapes 1: "
+                                         r"layer3.35.conv3.weight \(256, 256, 1, 1, 1\) "
+                                         r"\(for layer3.35.conv2.temporal.weight \(256, 256, 3, 1, 1\)\)"):
+        build_backbone("p3d_199", "rgb", weights=path, layout="pseudo-3d-pytorch")

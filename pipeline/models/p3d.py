@@ -74,8 +74,18 @@ class PseudoConv3d(nn.Module):
         return s + t
 
 
+#: Where a stage's first block strides in space: the 3x3 (S) convolution, as torchvision's ResNets
+#: (whose ImageNet weights were trained so), or the first 1x1 convolution, as Caffe's ResNets and the
+#: original P3D-199 (whose Kinetics weights were trained so).
+STRIDE_PLACES = ("3x3", "1x1")
+
+
 class P3dResNet152(nn.Module):
-    """P3D-199 on torchvision's ResNet-152; spatial stride 16, no temporal stride."""
+    """P3D-199 on torchvision's ResNet-152; spatial stride 16, no temporal stride.
+
+    ``stride_in`` (extra state, saved in the state dict): where res3's and res4's first blocks
+    stride (:data:`STRIDE_PLACES`); res5 is dilated, not strided.
+    """
 
     spatial_stride = 16
     out_channels = 2048
@@ -97,6 +107,24 @@ class P3dResNet152(nn.Module):
         for block in net.layer4:
             inflate_bottleneck(block)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.stride_in = "3x3"
+
+    def get_extra_state(self) -> dict:
+        return {"stride_in": self.stride_in}
+
+    def set_extra_state(self, state: dict) -> None:
+        """Move the strides of res3's and res4's first blocks to ``state["stride_in"]``."""
+        place = state["stride_in"]
+        if place not in STRIDE_PLACES:
+            raise ValueError(f"unknown stride place {place!r}: expected one of {', '.join(STRIDE_PLACES)}")
+        strided, plain = (1, 2, 2), (1, 1, 1)
+        for layer in (self.layer2, self.layer3):
+            block = layer[0]
+            block.conv1.stride = strided if place == "1x1" else plain
+            block.conv2.spatial.stride = plain if place == "1x1" else strided
+            if block.conv2.mode == "B":
+                block.conv2.temporal.stride = block.conv2.spatial.stride
+        self.stride_in = place
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))

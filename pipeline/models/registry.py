@@ -43,7 +43,8 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None,
     ``vgg16``) it is torchvision's file for that network; for ``i3d_*``, torchvision's ImageNet
     ResNet-50 file, inflated; for ``p3d_199``, its ResNet-152 file; for ``artnet18``, its ResNet-18
     file. ``pyslowfast``, ``mmaction2``, ``caffe2``: a Kinetics checkpoint of an ``i3d_*`` arch in that
-    project's layout (:mod:`pipeline.models.video_checkpoints`).
+    project's layout; ``pseudo-3d-pytorch``: Qiu et al.'s Kinetics ``p3d_199``
+    (:mod:`pipeline.models.video_checkpoints`).
     """
     in_channels = modality_channels(modality)
     problem = arch_problem(arch, modality) or layout_problem(arch, layout)
@@ -58,11 +59,13 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None,
         return TorchvisionVideoResNet(arch, weights)
     if arch in TSN_ARCHS:
         return TsnResNet(arch, weights)
-    if arch in I3D_ARCHS:
-        net = I3dResNet50(nonlocal_blocks=arch == "i3d_r50_nl", weights=weights if layout == "torchvision" else None)
-        if weights is not None and layout != "torchvision":
+    if layout != "torchvision":
+        net = build_backbone(arch, modality)
+        if weights is not None:
             load_video_checkpoint(net, arch, weights, layout)
         return net
+    if arch in I3D_ARCHS:
+        return I3dResNet50(nonlocal_blocks=arch == "i3d_r50_nl", weights=weights)
     if arch in P3D_ARCHS:
         return P3dResNet152(weights)
     if arch in ARTNET_ARCHS:

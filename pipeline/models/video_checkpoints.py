@@ -1,5 +1,5 @@
-"""Kinetics-pretrained I3D (and I3D-NL) ResNet-50 weights from the checkpoint layouts users have,
-mapped onto :class:`pipeline.models.i3d.I3dResNet50` (local files only: nothing is downloaded).
+"""Kinetics-pretrained video weights from the checkpoint layouts users have, mapped onto the
+pipeline's I3D (and I3D-NL) ResNet-50 and P3D-199 (local files only: nothing is downloaded).
 
 Layouts (``backbones.<name>.weights_layout``; key names and shapes from each project's model code):
 - ``pyslowfast``: a PySlowFast training checkpoint (``.pyth``: ``{"model_state": ..., ...}``), model
@@ -16,7 +16,13 @@ Layouts (``backbones.<name>.weights_layout``; key names and shapes from each pro
   pickle or a PySlowFast model-zoo ``.pkl`` (which hold the same blobs). BatchNorms saved as affine
   transforms only (``_bn_s``, ``_bn_b``: video-nonlocal-net's ``USE_AFFINE``) get mean 0 and variance
   1 - eps, which makes the eval-mode BatchNorm that affine transform.
-Classifier weights (``head.*``, ``cls_head.*``, ``pred_*``), optimizer momenta (``*_momentum``) and
+- ``pseudo-3d-pytorch`` (P3D-199): Qiu et al.'s Kinetics P3D-199 (the authors' Caffe model) as
+  ``qijiezhao/pseudo-3d-pytorch`` publishes it (``p3d_rgb_199.checkpoint.pth.tar``,
+  ``p3d_flow_199.checkpoint.pth.tar``: ``{"state_dict": {"conv1_custom.weight", "layer1.0.conv2.weight",
+  ...}}``). Its blocks stride in their first 1x1 convolution, as Caffe's ResNets (the loaded network
+  does too: :class:`pipeline.models.p3d.P3dResNet152`'s extra state), its res5 is 2D (4D filters), and
+  its flow network reads 2 channels (the third, dx·dy, starts with zero filters).
+Classifier weights (``head.*``, ``cls_head.*``, ``pred_*``, ``fc.*``), optimizer momenta (``*_momentum``) and
 BatchNorm counters are ignored; every other parameter of the network must be in the file with the
 network's shape, and every other array of the file must have a place in the network, else a
 ValueError names the file and lists the keys that do not fit.
@@ -32,10 +38,10 @@ import torch
 from torch import nn
 
 from pipeline.models.i3d import I3dResNet50, NonLocal3d
-from pipeline.models.names import VIDEO_LAYOUTS
+from pipeline.models.p3d import P3dResNet152, PseudoConv3d
 
 #: Source keys that carry no weights of the backbone.
-IGNORED = re.compile(r"(^|\.)(head|cls_head|data_preprocessor)\.|^pred_|_momentum$|num_batches_tracked$"
+IGNORED = re.compile(r"(^|\.)(head|cls_head|data_preprocessor)\.|^(pred_|fc\.)|_momentum$|num_batches_tracked$"
                      r"|^(model_iter|lr)$")
 #: Non-local blocks as each layout's source defines them (``NonLocal3d`` extra state).
 NONLOCAL_STATE = {"pyslowfast": {"scale": True, "pool": "input"}, "caffe2": {"scale": True, "pool": "input"},
@@ -127,7 +133,7 @@ def key_map(model: I3dResNet50, layout: str) -> dict[str, str]:
     """``{our state-dict key: the source's key}`` for every weight of ``model`` (BatchNorm counters
     and the non-local blocks' extra state aside)."""
     if layout not in SOURCE_PREFIX:
-        raise ValueError(f"unknown weights layout {layout!r}: expected one of {', '.join(VIDEO_LAYOUTS)}")
+        raise ValueError(f"unknown weights layout {layout!r}: expected one of {', '.join(SOURCE_PREFIX)}")
     ours = model.state_dict()
     found = {}
     for unit in i3d_units(model):
@@ -182,21 +188,37 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:SHOWN]) + more
 
 
-def load_i3d_checkpoint(model: I3dResNet50, path: str | Path, layout: str) -> None:
-    """Load the checkpoint file ``path`` of ``layout`` into ``model`` in place.
+def fit_source(value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """``value`` as a tensor of our ``shape``, or None when it does not fit: the same shape; a 2D
+    filter ``[O, I, h, w]`` for our ``[O, I, 1, h, w]`` (the P3D port's 2D res5); a flow network's
+    2-channel stem (dx, dy) for our 3 channels (dx, dy and their product, which starts unused)."""
+    if value.shape == shape:
+        return value
+    if value.dim() == 4 and len(shape) == 5 and shape[2] == 1 and value.unsqueeze(2).shape == shape:
+        return value.unsqueeze(2)
+    if value.dim() == 5 and len(shape) == 5 and value.shape[1] == 2 and shape[1] == 3 \
+            and value.shape[:1] + value.shape[2:] == shape[:1] + shape[2:]:
+        return torch.cat([value, torch.zeros_like(value[:, :1])], dim=1)
+    return None
 
-    Raises ValueError naming the file and listing what does not fit: our keys the file lacks, its
-    arrays with no place in the network, and shapes that differ.
+
+def load_mapped(model: nn.Module, path: str | Path, layout: str, mapping: dict[str, str], what: str,
+                filled: dict[str, torch.Tensor] | None = None, source: dict[str, torch.Tensor] | None = None) -> None:
+    """Copy the file's tensors into ``model`` by ``mapping`` (``{our key: the source's key}``);
+    ``filled``: values for our keys that the source leaves out by design.
+
+    Raises ValueError naming the file and ``what`` it should be, listing what does not fit: our keys
+    the file lacks, its arrays with no place in the network, and shapes that differ.
     """
-    mapping = key_map(model, layout)
-    source = read_source_state(path, layout)
-    filled = _defaults(model, layout, source, mapping)
+    source = read_source_state(path, layout) if source is None else source
+    filled = filled or {}
     ours = model.state_dict()
     missing = [f"{src} (for {key})" for key, src in mapping.items() if src not in source and key not in filled]
     used = set(mapping.values())
     unexpected = sorted(k for k in source if k not in used and not IGNORED.search(k))
-    shapes = [f"{src} {tuple(source[src].shape)} (for {key} {tuple(ours[key].shape)})"
-              for key, src in mapping.items() if src in source and source[src].shape != ours[key].shape]
+    fitted = {key: fit_source(source[src], ours[key].shape) for key, src in mapping.items() if src in source}
+    shapes = [f"{mapping[key]} {tuple(source[mapping[key]].shape)} (for {key} {tuple(ours[key].shape)})"
+              for key, value in fitted.items() if value is None]
     if missing or unexpected or shapes:
         problems = []
         if missing:
@@ -205,19 +227,59 @@ def load_i3d_checkpoint(model: I3dResNet50, path: str | Path, layout: str) -> No
             problems.append(f"unexpected {len(unexpected)}: {_listed(unexpected)}")
         if shapes:
             problems.append(f"other shapes {len(shapes)}: {_listed(shapes)}")
-        kind = "I3D-NL" if any(isinstance(m, NonLocal3d) for m in model.modules()) else "I3D (no non-local blocks)"
-        raise ValueError(f"{path}: not a {layout} {kind} ResNet-50 checkpoint; " + "; ".join(problems))
+        raise ValueError(f"{path}: not a {layout} {what} checkpoint; " + "; ".join(problems))
     with torch.no_grad():
-        for key, src in mapping.items():
-            ours[key].copy_(filled[key] if key in filled else source[src].to(ours[key].dtype))
+        for key in mapping:
+            ours[key].copy_(filled[key] if key in filled else fitted[key].to(ours[key].dtype))
+
+
+def load_i3d_checkpoint(model: I3dResNet50, path: str | Path, layout: str) -> None:
+    """Load the checkpoint file ``path`` of ``layout`` into ``model`` in place, non-local variant included."""
+    mapping = key_map(model, layout)
+    source = read_source_state(path, layout)
+    kind = "I3D-NL" if any(isinstance(m, NonLocal3d) for m in model.modules()) else "I3D (no non-local blocks)"
+    load_mapped(model, path, layout, mapping, f"{kind} ResNet-50", _defaults(model, layout, source, mapping), source)
     for module in model.modules():
         if isinstance(module, NonLocal3d):
             module.set_extra_state(NONLOCAL_STATE[layout])
 
 
+def p3d_module_map(model: P3dResNet152) -> dict[str, tuple[str, str]]:
+    """``{our module path: (kind, the pseudo-3d-pytorch port's module path)}`` for P3D-199: its stem
+    ``conv1_custom``/``bn1``; per block ``conv1``/``bn1``, S ``conv2``/``bn2``, T ``conv3``/``bn3``
+    (res5: ``conv_normal``/``bn_normal``), ``conv4``/``bn4``, ``downsample.0``/``.1``."""
+    found = {"stem.0": ("conv", "conv1_custom"), "stem.1": ("bn", "bn1")}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        for index, block in enumerate(getattr(model, name)):
+            ours, theirs = f"{name}.{index}", f"{name}.{index}"
+            pairs = [("conv1", "conv", "conv1"), ("bn1", "bn", "bn1"), ("conv3", "conv", "conv4"), ("bn3", "bn", "bn4")]
+            if isinstance(block.conv2, PseudoConv3d):
+                pairs += [("conv2.spatial", "conv", "conv2"), ("conv2.spatial_bn", "bn", "bn2"),
+                          ("conv2.temporal", "conv", "conv3"), ("conv2.temporal_bn", "bn", "bn3")]
+            else:
+                pairs += [("conv2", "conv", "conv_normal"), ("bn2", "bn", "bn_normal")]
+            if block.downsample is not None:
+                pairs += [("downsample.0", "conv", "downsample.0"), ("downsample.1", "bn", "downsample.1")]
+            found.update({f"{ours}.{a}": (kind, f"{theirs}.{b}") for a, kind, b in pairs})
+    return found
+
+
+def load_p3d_checkpoint(model: P3dResNet152, path: str | Path, layout: str) -> None:
+    """Load Qiu et al.'s Kinetics P3D-199 as ``qijiezhao/pseudo-3d-pytorch`` publishes it
+    (``{"state_dict": ...}``; RGB or 2-channel flow) into ``model``, striding in the first 1x1
+    convolution of a block as it does."""
+    ours = model.state_dict()
+    mapping = {f"{module}.{param}": f"{source}.{param}" for module, (kind, source) in p3d_module_map(model).items()
+               for param in PARAMS[kind] if f"{module}.{param}" in ours}
+    load_mapped(model, path, layout, mapping, "P3D-199")
+    model.set_extra_state({"stride_in": "1x1"})
+
+
 def load_video_checkpoint(net: nn.Module, arch: str, path: str | Path, layout: str) -> None:
-    """Load a video checkpoint of ``layout`` into the backbone ``net`` of ``arch`` (only the I3D
-    archs have published layouts mapped here)."""
-    if not isinstance(net, I3dResNet50):
-        raise ValueError(f"weights layout {layout!r} is for the I3D archs, not {arch!r}")
-    load_i3d_checkpoint(net, path, layout)
+    """Load a video checkpoint of ``layout`` into the backbone ``net`` of ``arch``."""
+    if layout in ("pyslowfast", "mmaction2", "caffe2") and isinstance(net, I3dResNet50):
+        load_i3d_checkpoint(net, path, layout)
+    elif layout == "pseudo-3d-pytorch" and isinstance(net, P3dResNet152):
+        load_p3d_checkpoint(net, path, layout)
+    else:
+        raise ValueError(f"weights layout {layout!r} does not fit arch {arch!r}")
