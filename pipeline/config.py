@@ -16,12 +16,12 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
-from pipeline.models.names import arch_problem
+from pipeline.models.names import arch_problem, layout_problem
 from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
                              FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
-CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool"}
+CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool", "roi_op"}
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -93,6 +93,10 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         problem = arch_problem(backbone["arch"], modality)
         if problem:
             problems.append(f"backbones.{name}.arch: {problem}")
+        if "weights_layout" in backbone:
+            problem = layout_problem(backbone["arch"], backbone["weights_layout"])
+            if problem:
+                problems.append(f"backbones.{name}.weights_layout: {problem}")
     for name, model in config["models"].items():
         key = "backbones" if "backbones" in model else "backbone"
         missing = [b for b in model_backbones(model) if b not in config["backbones"]]

@@ -130,8 +130,10 @@ class BackboneParams:
     input_size: int | None
     roi_size: int | None
     roi_pool: str                # max | avg
+    roi_op: str                  # align | pool (torchvision's roi_align or roi_pool)
     dropout: float               # before the finetuning head's linear layer
     weights: str | None
+    weights_layout: str          # torchvision | pyslowfast | mmaction2 | caffe2
     finetune: TrainSettings
     seed: int
     train_box_iou: float         # detections this close to a ground-truth box are training boxes

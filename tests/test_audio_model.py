@@ -24,8 +24,9 @@ KEYFRAMES = tuple(range(901, 921))
 N_MELS, FRAMES = 16, 20
 BACKBONE = BackboneParams(
     arch="vgg_tiny", modality="audio", clip_frames=None, clip_stride=None, input_size=None, roi_size=None,
-    roi_pool="max", weights=None, finetune=TrainSettings(epochs=6, lr=0.01, batch_size=4, weight_decay=0.01,
-                                                         optimizer="adamw"), seed=0, train_box_iou=0.5,
+    roi_pool="max", roi_op="align", weights_layout="torchvision", weights=None,
+    finetune=TrainSettings(epochs=6, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw"), seed=0,
+    train_box_iou=0.5,
     dropout=0.3, compute=ComputeParams("cpu", "off", 0))
 STANDING = np.array([0.05, 0.2, 0.35, 0.9], np.float32)
 TALKING = np.array([0.55, 0.1, 0.9, 0.95], np.float32)

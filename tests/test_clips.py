@@ -94,7 +94,8 @@ def test_flow_clip_is_normalized_by_the_bound(tmp_path):
     tol = 2 * 20.0 / 255 / 20.0
     np.testing.assert_allclose(clip[0].numpy(), 4.0 / 20, atol=tol)
     np.testing.assert_allclose(clip[1].numpy(), -10.0 / 20, atol=tol)
-    np.testing.assert_allclose(clip[2].numpy(), -40.0 / 400, atol=tol)
+    # dx * dy as the signed geometric mean of |dx| and |dy|, over the bound: the range of dx and dy
+    np.testing.assert_allclose(clip[2].numpy(), -np.sqrt(40.0) / 20, atol=tol)
 
 
 def test_flip_mirrors_boxes_and_negates_flow_dx():

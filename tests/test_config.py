@@ -39,6 +39,10 @@ def test_demo_config_is_valid():
         (lambda c: c["fusions"]["mean"].update(models=["rgb", "ghost"]), "ghost"),
         (lambda c: c["dataset"].update(eval_splits=["test"]), "test"),
         (lambda c: c["flow"].update(methods=["tvl1"]), "farneback"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(weights="k.pyth", weights_layout="pyslowfast"),
+         "backbones.rgb_r3d.weights_layout: weights layout 'pyslowfast' is for i3d_r50, i3d_r50_nl only"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(weights_layout="keras"), "weights_layout"),
+        (lambda c: c["backbones"]["rgb_r3d"].update(roi_op="warp"), "roi_op"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -69,6 +73,7 @@ def test_audio_backbone_needs_an_audio_arch_no_clip_keys_and_a_linear_head():
     assert clip_context_s(config) == clip_context_s(demo_config())   # audio reads no frames
     for mutate, expected in [
         (lambda c: c["backbones"]["audio_vgg"].update(clip_frames=8), r"audio_vgg\.clip_frames: does not apply"),
+        (lambda c: c["backbones"]["audio_vgg"].update(roi_op="pool"), r"audio_vgg\.roi_op: does not apply"),
         (lambda c: c["backbones"]["audio_vgg"].update(arch="r3d_tiny"), "'r3d_tiny' does not read 'audio'"),
         (lambda c: c["backbones"]["rgb_r3d"].update(arch="vgg16"), "'vgg16' does not read 'rgb'"),
         (lambda c: c["models"]["audio"].update(head="atr"), r"models\.audio: the atr head"),
@@ -109,6 +114,8 @@ def test_the_schema_fills_in_every_default():
     del config["flow"]["tvl1"]["tau"]
     validate_config(config)
     assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
+    assert config["backbones"]["rgb_r3d"]["roi_op"] == "align"
+    assert config["backbones"]["rgb_r3d"]["weights_layout"] == "torchvision"
     assert config["backbones"]["rgb_r3d"]["weights"] is None
     assert config["backbones"]["rgb_r3d"]["finetune"] == {"epochs": 12, "lr": 0.001, "batch_size": 8,
                                                           "weight_decay": 0.01, "optimizer": "adamw"}
@@ -160,6 +167,12 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
                                                                                 "full": "topk_logit"}
     assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training
+    for backbone in ("i3d_nl_rgb", "i3d_nl_flow"):                    # Kinetics-pretrained, as the paper's
+        params = backbone_params(config, backbone)
+        assert params.weights_layout == "caffe2" and params.weights.endswith("_kinetics400.pt")
+    for backbone in ("p3d_rgb", "p3d_flow"):
+        params = backbone_params(config, backbone)
+        assert params.weights_layout == "pseudo-3d-pytorch" and params.weights.endswith("_199.checkpoint.pth.tar")
 
 
 def _leaves(node: Any, path: tuple = ()) -> Iterator[tuple]:

@@ -37,6 +37,7 @@ KEYFRAMES = (901, 902, 903)
 CPU = ComputeParams(device="cpu", precision="off", loader_workers=0)
 BACKBONE_PARAMS = BackboneParams(
     arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
+    roi_op="align", weights_layout="torchvision",
     weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
     seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
 BACKBONE = to_json(BACKBONE_PARAMS)

@@ -29,7 +29,8 @@ LABEL_MAP = LabelMap(ids=(3, 7), names=("stand", "carry"), label_types=(None, No
 KEYFRAMES = tuple(range(901, 909))
 PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), 3), (np.array([0.55, 0.1, 0.9, 0.95], np.float32), 7)]
 PARAMS = BackboneParams(
-    arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max", dropout=0.3,
+    arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
+    roi_op="align", weights_layout="torchvision", dropout=0.3,
     weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw"),
     seed=0, train_box_iou=0.5, compute=ComputeParams(device="cpu", precision="off", loader_workers=0))
 

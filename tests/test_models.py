@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -35,21 +36,34 @@ def test_i3d_inflated_from_resnet50_sees_a_still_clip_as_the_2d_network_does(tmp
     path = tmp_path / "resnet50.pth"
     torch.save(net2d.state_dict(), path)
     i3d = build_backbone("i3d_r50_nl", "rgb", weights=path).eval()
+    net2d.layer4[0].conv2.dilation, net2d.layer4[0].conv2.padding = (2, 2), (2, 2)   # every res5 block dilated
     frame = torch.randn(1, 3, 48, 64)
-    clip = frame[:, :, None].expand(1, 3, 23, 48, 64).contiguous()
+    clip = frame[:, :, None].expand(1, 3, 25, 48, 64).contiguous()
     trunk = torch.nn.Sequential(*list(net2d.children())[:-2])   # stem to layer4
     with torch.no_grad():
         expected = trunk(frame)
         maps = i3d(clip)
-    assert maps.shape == (1, 2048, 23, 3, 4) and expected.shape == (1, 2048, 3, 4)
-    # the middle frame is further from the clip's ends than the network's temporal reach (2 + 8)
-    torch.testing.assert_close(maps[:, :, 11], expected, rtol=1e-4, atol=1e-4)
+    assert maps.shape == (1, 2048, 25, 3, 4) and expected.shape == (1, 2048, 3, 4)
+    # the middle frame is further from the clip's ends than the network's temporal reach
+    # (stem 2, res2 3, res3 2, res4 3, res5 1)
+    torch.testing.assert_close(maps[:, :, 12], expected, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(maps[:, :, 0], expected, rtol=1e-4, atol=1e-4)   # zeros beyond the ends
 
 
-def test_p3d_from_resnet152_sees_every_frame_of_a_still_clip_as_the_2d_network_does(tmp_path):
+def test_i3d_temporal_kernels_are_the_originals_stage_by_stage():
+    net = build_backbone("i3d_r50", "rgb")
+    kernels = {name: [block.conv1.kernel_size[0] for block in getattr(net, name)]
+               for name in ("layer1", "layer2", "layer3", "layer4")}
+    assert kernels == {"layer1": [3, 3, 3], "layer2": [3, 1, 3, 1], "layer3": [3, 1, 3, 1, 3, 1], "layer4": [1, 3, 1]}
+    assert net.stem[0].kernel_size == (5, 7, 7)
+    assert all(block.conv2.kernel_size[0] == 1 and block.conv3.kernel_size[0] == 1
+               for name in kernels for block in getattr(net, name))
+    assert [block.conv2.dilation for block in net.layer4] == [(1, 2, 2)] * 3
+
+
+def test_p3d_199_has_47_pseudo_3d_blocks_with_bn_relu_between_s_and_t_and_a_2d_res5(tmp_path):
     from torchvision.models import resnet152
-    from pipeline.models.p3d import PseudoConv3d
+    from pipeline.models.p3d import TEMPORAL_BN_SHIFT, PseudoConv3d
     torch.manual_seed(0)
     net2d = resnet152(weights=None, replace_stride_with_dilation=[False, False, True])
     for m in net2d.modules():   # running statistics of real activations keep 152 layers' maps of order 1
@@ -62,8 +76,35 @@ def test_p3d_from_resnet152_sees_every_frame_of_a_still_clip_as_the_2d_network_d
     path = tmp_path / "resnet152.pth"
     torch.save(net2d.state_dict(), path)
     p3d = build_backbone("p3d_199", "rgb", weights=path).eval()
-    modes = [m.mode for m in p3d.modules() if isinstance(m, PseudoConv3d)]
-    assert len(modes) == 50 and modes[:4] == ["A", "B", "C", "A"]
+    blocks = [m for m in p3d.modules() if isinstance(m, PseudoConv3d)]
+    assert len(blocks) == 47 and [m.mode for m in blocks[:4]] == ["A", "B", "C", "A"]
+    assert not any(isinstance(m, PseudoConv3d) for m in p3d.layer4.modules())
+    assert all(block.conv2.kernel_size == (1, 3, 3) for block in p3d.layer4)
+    assert all(b.spatial.kernel_size == (1, 3, 3) and b.temporal.kernel_size == (3, 1, 1) for b in blocks)
+    # the spatial convolution and BatchNorm are the 2D network's
+    assert torch.equal(blocks[0].spatial.weight[:, :, 0], net2d.layer1[0].conv2.weight)
+    assert torch.equal(blocks[0].spatial_bn.running_mean, net2d.layer1[0].bn2.running_mean)
+
+    # between S and T: BatchNorm and ReLU. A block: T reads relu(bn(S x)), which is never negative
+    a = blocks[0]
+    x = torch.randn(1, 64, 3, 6, 6)
+    seen = {}
+    a.temporal.register_forward_hook(lambda m, i, o: seen.update(input=i[0]))
+    with torch.no_grad():
+        out = a(x)
+        s = torch.relu(a.spatial_bn(a.spatial(x)))
+    torch.testing.assert_close(seen["input"], s)
+    torch.testing.assert_close(torch.relu(out), s)      # the untrained A block (and the block's ReLU) is the 2D block
+    # B and C start with a small constant temporal branch (their ReLU would stop a zero branch from learning)
+    for block in blocks[1:3]:
+        x = torch.randn(1, block.spatial.in_channels, 3, 6, 6)
+        with torch.no_grad():
+            s = torch.relu(block.spatial_bn(block.spatial(x)))
+            torch.testing.assert_close(block(x), s + TEMPORAL_BN_SHIFT)
+        trained = copy.deepcopy(block).train()            # a copy: training mode moves the running statistics
+        trained(x).sum().backward()
+        assert trained.temporal_bn.weight.grad.abs().sum() > 0     # the temporal branch learns
+
     frame = torch.randn(1, 3, 48, 64)
     clip = frame[:, :, None].expand(1, 3, 3, 48, 64).contiguous()
     trunk = torch.nn.Sequential(*list(net2d.children())[:-2])
@@ -71,19 +112,22 @@ def test_p3d_from_resnet152_sees_every_frame_of_a_still_clip_as_the_2d_network_d
         expected = trunk(frame)
         exact = trunk.double()(frame.double())       # float32 drifts over 152 layers: measure how far
         float32_error = (expected.double() - exact).abs().max()
-        maps = p3d(clip)
-        for t in range(3):   # the untrained temporal part is the identity (A) or zero (B, C): even at the ends
-            assert (maps[:, :, t].double() - exact).abs().max() <= 2 * float32_error
-        for m in p3d.modules():
-            if isinstance(m, PseudoConv3d):
-                m.temporal.weight.normal_(0, 0.01)
+        for m in blocks:
+            if m.mode != "A":
+                m.temporal_bn.bias.zero_()
+        for t in range(3):   # without it, the untrained network is the 2D one on every frame
+            assert (p3d(clip)[:, :, t].double() - exact).abs().max() <= 2 * float32_error
+        for m in blocks:
+            m.temporal.weight.normal_(0, 0.01)
+            m.temporal_bn.weight.fill_(1.0)
+            m.temporal_bn.bias.zero_()
         moved = clip.clone()
         moved[:, :, 0] += 1.0
         change = (p3d(moved) - p3d(clip))[:, :, -1].abs().max()
     assert change > 1e-4     # trained temporal convolutions carry the first frame to the last
 
 
-def test_artnet_from_resnet18_starts_as_the_2d_network_and_its_relation_branch_sees_motion(tmp_path):
+def test_artnet18_has_smart_blocks_at_the_stem_and_res2_to_res4_and_3d_convolutions_elsewhere(tmp_path):
     from torchvision.models import resnet18
     from pipeline.models.artnet import SmartBlock
     torch.manual_seed(0)
@@ -91,15 +135,23 @@ def test_artnet_from_resnet18_starts_as_the_2d_network_and_its_relation_branch_s
     path = tmp_path / "resnet18.pth"
     torch.save(net2d.state_dict(), path)
     art = build_backbone("artnet18", "rgb", weights=path).eval()
-    assert sum(isinstance(m, SmartBlock) for m in art.modules()) == 8
+    smart = [name for name, m in art.named_modules() if isinstance(m, SmartBlock)]
+    assert smart == ["stem.0", "layer1.0.conv1", "layer1.1.conv1", "layer2.0.conv1", "layer2.1.conv1",
+                     "layer3.0.conv1", "layer3.1.conv1"]
+    assert art.stem[0].appearance[0].kernel_size == (1, 7, 7) and art.stem[0].relation_conv.kernel_size == (3, 7, 7)
+    three_d = [name for name, m in art.named_modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 3, 3)
+               and "relation" not in name]
+    assert three_d == ["layer1.0.conv2", "layer1.1.conv2", "layer2.0.conv2", "layer2.1.conv2", "layer3.0.conv2",
+                       "layer3.1.conv2", "layer4.0.conv1", "layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2"]
     frame = torch.randn(1, 3, 64, 96)
-    clip = frame[:, :, None].expand(1, 3, 4, 64, 96).contiguous()
+    clip = frame[:, :, None].expand(1, 3, 23, 64, 96).contiguous()
     with torch.no_grad():
         expected = torch.nn.Sequential(*list(net2d.children())[:-2])(frame)
         maps = art(clip)
-        assert maps.shape == (1, 512, 4, 2, 3)
-        for t in range(4):   # the joining convolutions pass the appearance branch only, at first
-            torch.testing.assert_close(maps[:, :, t], expected, rtol=1e-4, atol=1e-4)
+        assert maps.shape == (1, 512, 23, 2, 3)
+        # the joining convolutions pass the appearance branch only, at first: the middle frame, further
+        # from the ends than the ten 3x3x3 convolutions reach, is the 2D network's
+        torch.testing.assert_close(maps[:, :, 11], expected, rtol=1e-4, atol=1e-4)
         block = art.layer1[0].conv1
         moving = torch.randn(1, 64, 4, 8, 8)
         still = moving[:, :, :1].expand(-1, -1, 4, -1, -1)
@@ -123,6 +175,28 @@ def test_nonlocal_block_starts_as_identity_and_links_distant_frames():
         moved[:, :, 0] += 1.0
         change = (block(moved) - block(x))[:, :, -1].abs().max()
     assert change > 1e-3          # the last frame's output depends on the first frame
+
+
+def test_nonlocal_affinities_are_scaled_by_one_over_the_root_of_the_embedding_width():
+    from pipeline.models.i3d import NonLocal3d
+    torch.manual_seed(0)
+    block = NonLocal3d(16).eval()
+    x = torch.randn(1, 16, 2, 4, 4)
+    seen = {}
+    original = torch.softmax
+    def spy(scores, dim):
+        seen["scores"] = scores
+        return original(scores, dim=dim)
+    torch.softmax = spy
+    try:
+        with torch.no_grad():
+            block(x)
+    finally:
+        torch.softmax = original
+    with torch.no_grad():
+        pooled = block.max_pool(x)
+        raw = torch.einsum("bcq,bcp->bqp", block.theta(x).flatten(2), block.phi(pooled).flatten(2))
+    torch.testing.assert_close(seen["scores"], raw / 8 ** 0.5)     # 16 channels -> 8 inside
 
 
 def test_tsn_sees_each_frame_alone_and_keeps_their_order():
@@ -361,3 +435,29 @@ def test_outside_mask_of_random_boxes_is_the_cell_by_cell_rule():
         mask = outside_mask(boxes, height, width, cell_w, cell_h)
         for box, m in zip(boxes.tolist(), mask):
             assert torch.equal(m, _outside_by_hand(box, height, width, cell_w, cell_h)), box
+
+
+def test_roi_op_align_or_pool_cuts_the_grid_with_torchvisions_op():
+    from torchvision.ops import roi_align, roi_pool
+    g = torch.Generator().manual_seed(0)
+    fmap = torch.randn(2, 4, 3, 6, 8, generator=g)
+    rois = torch.tensor([[0, 5.0, 7.0, 61.0, 50.0], [1, 20.0, 3.0, 90.0, 80.0]])
+    context = fmap.mean(dim=2)
+    expected = {"align": roi_align(context, rois, 3, 1 / 16, sampling_ratio=2, aligned=True),
+                "pool": roi_pool(context, rois, 3, 1 / 16)}
+    found = {}
+    for op in ("align", "pool"):
+        for pool in ("max", "avg"):
+            roi, _ = RoiFeatures(roi_size=3, spatial_stride=16, pool=pool, op=op)(fmap, rois)
+            grid = expected[op]
+            torch.testing.assert_close(roi, grid.amax(dim=(2, 3)) if pool == "max" else grid.mean(dim=(2, 3)))
+            found[op, pool] = roi
+    assert not torch.allclose(found["align", "avg"], found["pool", "avg"])
+    # ROIPool's bins are whole cells: a box inside one cell gives that cell's value, ROIAlign interpolates
+    inside = torch.tensor([[0, 17.0, 17.0, 23.0, 23.0]])     # within cell (1, 1), corners rounded to it
+    pooled, _ = RoiFeatures(1, 16, "avg", "pool")(fmap, inside)
+    torch.testing.assert_close(pooled[0], context[0, :, 1, 1])
+    with pytest.raises(ValueError, match="unknown ROI op 'warp'"):
+        RoiFeatures(3, 16, op="warp")
+    model = ActionClassifier(build_backbone("r3d_tiny", "rgb"), num_classes=3, roi_size=2, roi_op="pool")
+    assert model.roi.op == "pool"

@@ -15,7 +15,8 @@ TRAIN = TrainSettings(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimiz
 PARAMS = ReportParams(
     baseline="baseline-prior", eval_splits=["val"],
     backbones={"b": BackboneParams(arch="r3d_tiny", modality="rgb", clip_frames=8, clip_stride=1, input_size=112,
-                                   roi_size=7, roi_pool="max", weights=None, finetune=TRAIN, seed=0,
+                                   roi_size=7, roi_pool="max",
+                                   roi_op="align", weights_layout="torchvision", weights=None, finetune=TRAIN, seed=0,
                                    train_box_iou=0.5, dropout=0.3, compute=CPU)},
     models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TRAIN, seed=0,
                             compute=CPU)},

@@ -93,6 +93,15 @@ def test_backbone_weights(tmp_path, sentinel, arch, modality):
     refused(lambda: build_backbone(arch, modality, path), sentinel)
 
 
+@pytest.mark.parametrize("layout, wrap", [("pyslowfast", lambda p: {"model_state": {"evil": p}, "epoch": 1}),
+                                          ("mmaction2", lambda p: {"state_dict": {"backbone.evil": p}, "meta": {}}),
+                                          ("caffe2", lambda p: {"conv1_w": torch.zeros(1), "evil": p})])
+def test_kinetics_checkpoints(tmp_path, sentinel, layout, wrap):
+    path = crafted(tmp_path / f"{layout}.pt", sentinel, wrap)
+    error = refused(lambda: build_backbone("i3d_r50_nl", "rgb", path, layout), sentinel)
+    assert str(path) in str(error)
+
+
 def test_torchvision_checkpoint(tmp_path, sentinel):
     path = crafted(tmp_path / "resnet.pt", sentinel, lambda p: {"fc.weight": torch.zeros(1), "evil": p})
     refused(lambda: load_torchvision_weights(nn.Linear(1, 1), path, "resnet18", "fc."), sentinel)
@@ -105,6 +114,7 @@ def test_features_stage_weights(tmp_path, sentinel):
     (tmp_path / "boxes.csv").write_text("v,0902,0.1,0.2,0.5,0.9,,0.9\n")
     params = BackboneParams(
         arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
+        roi_op="align", weights_layout="torchvision",
         weights=None, finetune=TrainSettings(epochs=1, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
         seed=0, train_box_iou=0.5, dropout=0.3, compute=ComputeParams(device="cpu", precision="off", loader_workers=0))
     argv = ["--weights", str(weights), "--store", str(tmp_path / "v.h5"), "--video-id=v",

@@ -21,6 +21,13 @@ VIDEO_ARCHS = ("r3d_tiny",) + TORCHVISION_ARCHS + I3D_ARCHS + P3D_ARCHS + ARTNET
 AUDIO_ARCHS = ("vgg_tiny", "vgg16")
 ARCHS = VIDEO_ARCHS + AUDIO_ARCHS
 HEADS = ("linear", "atr")
+#: Layouts of video checkpoints (``pipeline.models.video_checkpoints``) and the archs each one fits.
+LAYOUT_ARCHS = {"pyslowfast": I3D_ARCHS, "mmaction2": I3D_ARCHS, "caffe2": I3D_ARCHS, "pseudo-3d-pytorch": P3D_ARCHS}
+VIDEO_LAYOUTS = tuple(LAYOUT_ARCHS)
+#: ``weights_layout``: torchvision's own files (or the tiny archs' own state dicts), or a video layout.
+WEIGHT_LAYOUTS = ("torchvision",) + VIDEO_LAYOUTS
+#: How the ROI features are cut from the feature map: torchvision's ``roi_align`` or ``roi_pool``.
+ROI_OPS = ("align", "pool")
 
 
 def arch_problem(arch: str, modality: str) -> str | None:
@@ -30,4 +37,13 @@ def arch_problem(arch: str, modality: str) -> str | None:
     if (modality == "audio") != (arch in AUDIO_ARCHS):
         expected = AUDIO_ARCHS if modality == "audio" else VIDEO_ARCHS
         return f"arch {arch!r} does not read {modality!r}: use one of {', '.join(expected)}"
+    return None
+
+
+def layout_problem(arch: str, layout: str) -> str | None:
+    """Why weights of ``layout`` cannot be loaded into ``arch``, or None when they can."""
+    if layout not in WEIGHT_LAYOUTS:
+        return f"unknown weights layout {layout!r}: expected one of {', '.join(WEIGHT_LAYOUTS)}"
+    if layout in LAYOUT_ARCHS and arch not in LAYOUT_ARCHS[layout]:
+        return f"weights layout {layout!r} is for {', '.join(LAYOUT_ARCHS[layout])} only, not {arch!r}"
     return None

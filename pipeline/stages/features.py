@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = feature_rows(detections, gt, label_map, params.train_box_iou if gt is not None else 0.0)
 
     device = select_device(params.compute.device)
-    model = build_action_model(params.arch, params.modality, len(label_map), params.roi_size, params.roi_pool)
+    model = build_action_model(params.arch, params.modality, len(label_map), params.roi_size, params.roi_pool,
+                               roi_op=params.roi_op)
     state = load_torch_file(args.weights, "finetuned backbone")
     model.backbone.load_state_dict(state["backbone"])
     model.head.load_state_dict(state["head"])

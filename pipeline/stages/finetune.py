@@ -118,7 +118,7 @@ def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: Backbon
                                  processes.world_size)   # first: it checks that the batch splits evenly
     torch.manual_seed(params.seed)
     model = build_action_model(params.arch, params.modality, num_classes, params.roi_size, params.roi_pool,
-                               params.weights, params.dropout)
+                               params.weights, params.dropout, params.weights_layout, params.roi_op)
     if processes.distributed:
         model = share_batch_statistics(model, device)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
