@@ -238,12 +238,14 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-def changed_fraction(shot: Path, blank: Path) -> float:
-    """The fraction of pixels of ``shot`` that differ from ``blank`` (same size), e.g. a blank page's."""
+def changed_fraction(shot: Path, blank: Path, left: int = 0) -> float:
+    """The fraction of pixels of ``shot`` that differ from ``blank`` (same size), e.g. a blank page's;
+    only right of ``left`` pixels (to leave out a menu)."""
     from PIL import Image, ImageChops
 
     with Image.open(shot) as a, Image.open(blank) as b:
-        diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB")).convert("L")
+        box = (left, 0, a.width, a.height)
+        diff = ImageChops.difference(a.convert("RGB").crop(box), b.convert("RGB").crop(box)).convert("L")
         histogram = diff.histogram()
     return 1.0 - histogram[0] / sum(histogram)
 
@@ -252,8 +254,8 @@ def changed_fraction(shot: Path, blank: Path) -> float:
 class ReportView:
     """What a browser showed of a Snakemake report: the text of its front page, its results (path ->
     name, MIME type, caption), the rendered text of each HTML result, the natural size of each image
-    result as the browser decoded it, and the screenshots taken (with their changed fraction against
-    a blank page)."""
+    result as the browser decoded it, and the screenshots taken (with the fraction of the pixels right
+    of the menu that differ from a blank page's)."""
 
     front_text: str = ""
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -266,6 +268,8 @@ class ReportView:
 def _show(page: Browser, path: str, content: str) -> None:
     """Open the result's category in the menu and show the result, as its eye button there does."""
     p = json.dumps(path)
+    page.evaluate("app.setView({navbarMode: 'menu'}), true")  # as a reader goes back to the menu first
+    page.wait_for("app.state.navbarMode === 'menu'")
     page.evaluate(f"app.showCategory(Object.keys(categories).find(c => Object.values(categories[c])"
                   f".some(paths => paths.includes({p})))), true")
     page.wait_for("app.state.navbarMode !== 'menu'")
@@ -318,8 +322,9 @@ def view_snakemake_report(html: Path, shots: Path, browser: str | None = None) -
             else:
                 continue
             view.screenshots[name] = page.screenshot(shots / f"{i:02d}_{name}.png")
-        for name, shot in view.screenshots.items():
-            view.changed[name] = changed_fraction(shot, blank)
+            menu = int(page.evaluate("Math.ceil(document.querySelector('nav').getBoundingClientRect().right)"))
+            view.changed[name] = changed_fraction(view.screenshots[name], blank, left=menu)
+        view.changed["front"] = changed_fraction(view.screenshots["front"], blank)
     return view
 
 
@@ -332,7 +337,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     seen = view_snakemake_report(args.html, args.out)
     for key, shot in seen.screenshots.items():
-        print(f"{shot}  ({100 * seen.changed[key]:.1f} % of the pixels differ from a blank page)")
+        print(f"{shot}  ({100 * seen.changed[key]:.1f} % of the pixels right of the menu differ from a blank page)")
     for path, size in seen.images.items():
         print(f"{path}: rendered at its natural size {size[0]}x{size[1]}")
     for path, text in seen.texts.items():

@@ -36,6 +36,8 @@ def test_demo_config_is_valid():
         (lambda c: c["fusions"]["mean"].update(models=["rgb", "ghost"]), "ghost"),
         (lambda c: c["dataset"].update(eval_splits=["test"]), "test"),
         (lambda c: c["flow"].update(methods=["tvl1"]), "farneback"),
+        (lambda c: c["models"]["rgb"].update(paper_row="i3d_typo"), r"models\.rgb\.paper_row: 'i3d_typo' is not a row"),
+        (lambda c: c["fusions"]["full"].update(paper_row="x"), r"fusions\.full\.paper_row: .*ensemble_full"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -157,3 +159,22 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
                                                                                 "full": "topk_logit"}
     assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training
+    # every model and fusion names its row of the paper's Table I, for the report to put beside it
+    rows = report_params(config, "baseline-prior").paper_rows
+    assert set(rows) == set(config["models"]) | {f"fusion-{f}" for f in config["fusions"]}
+    assert rows["i3d_nl_atr"] == "i3d_nl_atr" and rows["fusion-vision"] == "ensemble_vision"
+
+
+def test_paper_rows_reach_the_report_only():
+    config = load_config(ROOT / "config.yaml")
+    assert report_params(config, "baseline-prior").paper_rows["fusion-full"] == "ensemble_full"
+    assert report_params(config, "baseline-prior").config["seed"] == config["seed"]
+    without = copy.deepcopy(demo_config())
+    for section in ("models", "fusions"):
+        for entry in without[section].values():
+            entry.pop("paper_row", None)
+    without = validate_config(without)
+    for name in config["models"]:   # naming a row changes no model's or fusion's params: only the report re-runs
+        assert to_json(model_params(config, name)) == to_json(model_params(without, name))
+    for name in config["fusions"]:
+        assert to_json(fusion_params(config, name)) == to_json(fusion_params(without, name))

@@ -41,7 +41,7 @@ def read_benchmark(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if rows and "s" not in rows[0]:
-        raise InputError(f"{path}: not a Snakemake benchmark file (no 's' column in {list(rows[0])})")
+        raise InputError(path, f"not a Snakemake benchmark file (no 's' column in {list(rows[0])})", line=1)
     return rows
 
 

@@ -3,7 +3,7 @@ each stage's cost, figures; as Markdown and as the HTML pages of ``snakemake --r
 
     python -m pipeline.stages.report --evaluations results/eval/{model}/{split}.json ...
         --detect-metrics results/detect/{split}.metrics.json ... --label-map L --out results/report/index.md
-        [--benchmarks results/benchmarks/.../*.tsv ... --benchmark-root results/benchmarks]
+        [--benchmark-root results/benchmarks]
         [--contact-sheets results/visualize/{video}.contact_sheet.png ...] --params ReportParams
 
 Writes, beside ``--out`` (``index.md``: the front page: mAP table, videos not evaluated, mAP per label
@@ -221,19 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", nargs="+", required=True, help="results/eval/{model}/{split}.json")
     parser.add_argument("--detect-metrics", nargs="*", default=[], help="results/detect/{split}.metrics.json")
     parser.add_argument("--label-map", required=True)
-    parser.add_argument("--benchmarks", nargs="*", default=[], help="Snakemake benchmark files (.tsv)")
-    parser.add_argument("--benchmark-root", default=None, help="their folder; a file's stage is its first part below")
+    # A folder, not the files: AVA has thousands of jobs, more paths than one command line holds.
+    parser.add_argument("--benchmark-root", default=None,
+                        help="the Snakemake benchmark files' folder: every *.tsv below it, a file's stage its first "
+                             "part below")
     parser.add_argument("--contact-sheets", nargs="*", default=[], help="results/visualize/{video}.contact_sheet.png")
     parser.add_argument("--out", required=True, help="results/report/index.md; the other files go beside it")
     add_params_argument(parser, ReportParams)
     args = parser.parse_args(argv)
     params = read_params(parser, ReportParams, args.params)
-    if args.benchmarks and not args.benchmark_root:
-        parser.error("--benchmarks needs --benchmark-root")
     evals = load_evaluations(args.evaluations)
     detect = {Path(p).name.split(".")[0]: json.loads(Path(p).read_text()) for p in args.detect_metrics}
-    costs = cost_table(stage_costs([Path(p) for p in args.benchmarks], Path(args.benchmark_root))) \
-        if args.benchmarks else None
+    costs = None
+    if args.benchmark_root:
+        root = Path(args.benchmark_root)
+        costs = cost_table(stage_costs(sorted(root.rglob("*.tsv")), root))
     table = build_report(evals, detect, formats.read_label_map(args.label_map), params, Path(args.out).parent,
                          costs, [Path(p) for p in args.contact_sheets])
     print(table)

@@ -228,12 +228,12 @@ def used_backbones():
 
 
 def benchmark_files():
-    """The benchmark file of every job that `all` runs, for the report's cost of each stage: the same
-    jobs that the input functions below ask for (asking for more would run more)."""
+    """The benchmark file of every job that `all` runs: the report reads them (so it runs after them
+    all). The same jobs that the input functions below ask for: asking for more would run more."""
     splits = list(dict.fromkeys([TRAIN_SPLIT, *EVAL_SPLITS]))  # whose boxes and features the models read
     detected = [s for s in splits if s not in PRECOMPUTED]
     modalities = {BACKBONES[b]["modality"] for b in used_backbones()}
-    methods = sorted({m.split("/", 1)[1] for m in modalities if m.startswith("flow/")})
+    methods = sorted({store_kind(m)[1] for m in modalities if store_kind(m)[0] == "flow"})
     frame_splits = splits if "rgb" in modalities or methods else []  # flow is made from frames
     frame_splits = list(dict.fromkeys([*frame_splits, *detected, *([TRAIN_SPLIT] if detected else [])]))
     files = [BENCH_DETECTOR_TRAIN] if detected else []

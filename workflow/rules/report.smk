@@ -59,8 +59,8 @@ rule report:
         "../../envs/models.yaml"
     params:
         json=PARAMS_JSON["report"],
-        benchmark_root=BENCH,
+        benchmark_root=lambda wildcards: BENCH,  # read whole: more benchmark files than a command line holds
     shell:
         "python -m pipeline.stages.report --evaluations {input.evaluations} --detect-metrics {input.detect_metrics}"
-        " --label-map {input.label_map} --benchmarks {input.benchmarks} --benchmark-root {params.benchmark_root}"
+        " --label-map {input.label_map} --benchmark-root {params.benchmark_root}"
         " --contact-sheets {input.contact_sheets} --out {output.index} --params {params.json:q} > {log} 2>&1"
