@@ -8,7 +8,7 @@ SYSTEM_STAMP := $(VENV)/.debian-packages
 CORES ?= 2
 DEMO_DATA := data/demo
 
-.PHONY: demo test install system-packages clean-results
+.PHONY: demo test install system-packages clean-results report
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ $(DEMO_DATA)/.complete: $(STAMP)
 
 demo: $(STAMP) $(DEMO_DATA)/.complete
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml --report results/report.html
 	@cat results/report/index.md
+	@echo "HTML report (open it in a browser): results/report.html"
+
+# The self-contained HTML report of the demo's results (snakemake --report; the rules' report() outputs).
+report: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml --report results/report.html
 
 # Debian packages some tests need (envs/debian-packages.txt): installed only as root with apt-get.
 system-packages: $(SYSTEM_STAMP)

@@ -14,6 +14,9 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+report: "workflow/report/workflow.rst"  # the front page of `snakemake --report results/report.html`
+
+
 rule all:
     default_target: True
     input:

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from pipeline.models.names import arch_problem, layout_problem
+from pipeline.paper import row_problem
 from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
                              FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
 
@@ -112,6 +113,11 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         for model in fusion["models"]:
             if model not in config["models"]:
                 problems.append(f"fusions.{name}.models names {model!r}, which is not in models")
+    for section in ("models", "fusions"):
+        for name, entry in config[section].items():
+            problem = entry.get("paper_row") and row_problem(entry["paper_row"])
+            if problem:
+                problems.append(f"{section}.{name}.paper_row: {problem}")
     reserved = {"baseline-prior"} | {f"fusion-{f}" for f in config["fusions"]}
     for name in config["models"]:
         if name in reserved or name.startswith("fusion-"):
@@ -241,7 +247,8 @@ def model_params(config: dict[str, Any], model: str) -> ModelParams:
 
 
 def fusion_params(config: dict[str, Any], fusion: str) -> FusionParams:
-    return _typed(FusionParams, config["fusions"][fusion], f"fusions.{fusion}")
+    section = {k: v for k, v in config["fusions"][fusion].items() if k != "paper_row"}   # the report's alone
+    return _typed(FusionParams, section, f"fusions.{fusion}")
 
 
 def evaluate_params(config: dict[str, Any]) -> EvaluateParams:
@@ -253,4 +260,12 @@ def report_params(config: dict[str, Any], baseline: str) -> ReportParams:
         models={name: model_params(config, name) for name in config["models"]},
         backbones={name: backbone_params(config, name) for name in config["backbones"]},
         fusions={name: fusion_params(config, name) for name in config["fusions"]},
-        baseline=baseline, eval_splits=list(config["dataset"]["eval_splits"]))
+        baseline=baseline, eval_splits=list(config["dataset"]["eval_splits"]),
+        paper_rows=paper_rows(config), config=copy.deepcopy(config))
+
+
+def paper_rows(config: dict[str, Any]) -> dict[str, str]:
+    """``{prediction name: row of the paper's Table I}`` for the models and fusions that name one."""
+    rows = {name: m["paper_row"] for name, m in config["models"].items() if m.get("paper_row")}
+    rows.update({f"fusion-{name}": f["paper_row"] for name, f in config["fusions"].items() if f.get("paper_row")})
+    return rows

@@ -178,6 +178,8 @@ class ReportParams:
     fusions: dict[str, FusionParams]
     baseline: str
     eval_splits: list[str]
+    paper_rows: dict[str, str]   # prediction name -> key of pipeline.paper.TABLE1
+    config: dict[str, Any]       # the validated config that produced the run (shown in the report)
 
 
 class ParamsError(ValueError):

@@ -43,6 +43,8 @@ def test_demo_config_is_valid():
          "backbones.rgb_r3d.weights_layout: weights layout 'pyslowfast' is for i3d_r50, i3d_r50_nl only"),
         (lambda c: c["backbones"]["rgb_r3d"].update(weights_layout="keras"), "weights_layout"),
         (lambda c: c["backbones"]["rgb_r3d"].update(roi_op="warp"), "roi_op"),
+        (lambda c: c["models"]["rgb"].update(paper_row="i3d_typo"), r"models\.rgb\.paper_row: 'i3d_typo' is not a row"),
+        (lambda c: c["fusions"]["full"].update(paper_row="x"), r"fusions\.full\.paper_row: .*ensemble_full"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -173,6 +175,10 @@ def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     for backbone in ("p3d_rgb", "p3d_flow"):
         params = backbone_params(config, backbone)
         assert params.weights_layout == "pseudo-3d-pytorch" and params.weights.endswith("_199.checkpoint.pth.tar")
+    # every model and fusion names its row of the paper's Table I, for the report to put beside it
+    rows = report_params(config, "baseline-prior").paper_rows
+    assert set(rows) == set(config["models"]) | {f"fusion-{f}" for f in config["fusions"]}
+    assert rows["i3d_nl_atr"] == "i3d_nl_atr" and rows["fusion-vision"] == "ensemble_vision"
 
 
 def _leaves(node: Any, path: tuple = ()) -> Iterator[tuple]:
@@ -215,3 +221,18 @@ def test_a_wrong_choice_names_the_allowed_values():
     config["fusions"]["mean"]["strategy"] = "median"
     with pytest.raises(ConfigError, match=r"fusions\.mean\.strategy: 'median' is not one of \['mean_prob'"):
         validate_config(config)
+
+
+def test_paper_rows_reach_the_report_only():
+    config = load_config(ROOT / "config.yaml")
+    assert report_params(config, "baseline-prior").paper_rows["fusion-full"] == "ensemble_full"
+    assert report_params(config, "baseline-prior").config["seed"] == config["seed"]
+    without = copy.deepcopy(demo_config())
+    for section in ("models", "fusions"):
+        for entry in without[section].values():
+            entry.pop("paper_row", None)
+    without = validate_config(without)
+    for name in config["models"]:   # naming a row changes no model's or fusion's params: only the report re-runs
+        assert to_json(model_params(config, name)) == to_json(model_params(without, name))
+    for name in config["fusions"]:
+        assert to_json(fusion_params(config, name)) == to_json(fusion_params(without, name))

@@ -7,7 +7,7 @@ rule audio:
     log:
         f"{LOGS}/audio/{{video}}.log",
     benchmark:
-        f"{BENCH}/audio/{{video}}.tsv"
+        BENCH_AUDIO
     conda:
         "../../envs/media.yaml"
     threads: 1

@@ -26,6 +26,7 @@ from pipeline.config import (
 )
 from pipeline.data.manifest import VIDEO_EXTENSIONS, all_video_ids, find_video, read_manifest
 from pipeline.media.stores import store_kind
+from pipeline.reporting import files as report_files
 from pipeline.params import to_json
 
 
@@ -128,9 +129,30 @@ BASELINE_PREDICTIONS = f"{R}/predictions/{BASELINE}/{{split}}.csv"
 FUSED = f"{R}/predictions/fusion-{{fusion}}/{{split}}.csv"
 FUSED_LOGITS = f"{R}/predictions/fusion-{{fusion}}/{{split}}.logits.parquet"
 EVALUATION = f"{R}/eval/{{model}}/{{split}}.json"
-REPORT = f"{R}/report/index.md"
-REPORT_TABLE1 = f"{R}/report/table1.md"
-REPORT_FIGURES = [f"{R}/report/{name}_{split}.png" for split in EVAL_SPLITS for name in ("ap_per_class", "pr_best")]
+REPORT_DIR = f"{R}/report"
+REPORT = f"{REPORT_DIR}/{report_files.INDEX}"
+REPORT_TABLE1 = f"{REPORT_DIR}/{report_files.TABLE1}"
+REPORT_CONFIG = f"{REPORT_DIR}/{report_files.CONFIG}"
+REPORT_PAGES = {name: f"{REPORT_DIR}/{page}" for name, page in report_files.PAGES.items()}
+REPORT_FIGURES = {
+    name: [f"{REPORT_DIR}/{report_files.figure_file(name, split)}" for split in EVAL_SPLITS]
+    for name in report_files.FIGURES
+}
+# Contact sheets that the report shows (results/visualize/{video}.contact_sheet.png): none unless a
+# visualization stage fills this list; the report copies each into its folder.
+REPORT_CONTACT_SHEETS = []
+REPORT_CONTACT_SHEET_COPIES = [f"{REPORT_DIR}/{report_files.contact_sheet_file(p)}" for p in REPORT_CONTACT_SHEETS]
+# Every file of the report (`all` asks for each: Snakemake re-runs a job for its missing requested outputs only).
+REPORT_OUTPUTS = [REPORT, REPORT_TABLE1, REPORT_CONFIG, *REPORT_PAGES.values(), *REPORT_CONTACT_SHEET_COPIES]
+REPORT_OUTPUTS += [path for paths in REPORT_FIGURES.values() for path in paths]
+BENCH_DETECTOR_TRAIN = f"{BENCH}/detector_train.tsv"
+BENCH_DETECT = f"{BENCH}/detect/{{split}}.tsv"
+BENCH_PREPARE = f"{BENCH}/prepare/{{video}}.tsv"
+BENCH_FRAMES = f"{BENCH}/frames/{{video}}.tsv"
+BENCH_FLOW = f"{BENCH}/flow/{{method}}/{{video}}.tsv"
+BENCH_AUDIO = f"{BENCH}/audio/{{video}}.tsv"
+BENCH_FINETUNE = f"{BENCH}/finetune/{{backbone}}.tsv"
+BENCH_FEATURES = f"{BENCH}/features/{{backbone}}/{{split}}/{{video}}.tsv"
 
 
 def provenance_of(path):
@@ -229,10 +251,46 @@ def prediction_names():
 
 def final_outputs(wildcards):
     """The report, every evaluation, and the audio of every usable video (made even when no model uses it yet)."""
-    outputs = [REPORT]
+    outputs = list(REPORT_OUTPUTS)
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
     outputs += expand(AUDIO, video=list(usable_video_split()))
     return outputs
+
+
+def used_backbones():
+    """The backbones that some model reads, in config order (the others are never trained)."""
+    return list(dict.fromkeys(b for model in MODELS.values() for b in model_backbones(model)))
+
+
+def benchmark_files(wildcards):
+    """The benchmark file of every job that `all` runs: the report reads them (so it runs after them
+    all). The same jobs that the input functions below ask for: asking for more would run more."""
+    splits = list(dict.fromkeys([TRAIN_SPLIT, *EVAL_SPLITS]))  # whose boxes and features the models read
+    detected = [s for s in splits if s not in PRECOMPUTED]
+    modalities = {BACKBONES[b]["modality"] for b in used_backbones()}
+    methods = sorted({store_kind(m)[1] for m in modalities if store_kind(m)[0] == "flow"})
+    frame_splits = splits if "rgb" in modalities or methods else []  # flow is made from frames
+    frame_splits = list(dict.fromkeys([*frame_splits, *detected, *([TRAIN_SPLIT] if detected else [])]))
+    files = [BENCH_DETECTOR_TRAIN] if detected else []
+    files += expand(BENCH_DETECT, split=detected)
+    files += expand(BENCH_PREPARE, video=list(usable_video_split())) if PREPARE_CFG else []
+    files += [BENCH_FRAMES.format(video=v) for s in frame_splits for v in videos_of(s)]
+    files += [BENCH_FLOW.format(method=m, video=v) for m in methods for s in splits for v in videos_of(s)]
+    files += expand(BENCH_AUDIO, video=list(usable_video_split()))
+    files += expand(BENCH_FINETUNE, backbone=used_backbones())
+    files += [
+        BENCH_FEATURES.format(backbone=b, split=s, video=v)
+        for b in used_backbones()
+        for s in splits
+        for v in videos_of(s)
+    ]
+    return files
+
+
+def report_items(paths, caption, category, item):
+    """``paths`` (one per evaluated split) marked for `snakemake --report`, labelled by item and split."""
+    labels = [{"item": item, "split": split} for split in EVAL_SPLITS]
+    return [report(p, caption=caption, category=category, labels=lab) for p, lab in zip(paths, labels)]
 
 
 # --- input functions ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ rule detector_train:
     log:
         f"{LOGS}/detector_train.log",
     benchmark:
-        f"{BENCH}/detector_train.tsv"
+        BENCH_DETECTOR_TRAIN
     conda:
         "../../envs/models.yaml"
     threads: 2
@@ -38,7 +38,7 @@ rule detect:
     log:
         f"{LOGS}/detect/{{split}}.log",
     benchmark:
-        f"{BENCH}/detect/{{split}}.tsv"
+        BENCH_DETECT
     wildcard_constraints:
         split=one_of(detected_splits()),
     conda:

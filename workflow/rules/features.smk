@@ -7,7 +7,7 @@ rule features:
     log:
         f"{LOGS}/features/{{backbone}}/{{split}}/{{video}}.log",
     benchmark:
-        f"{BENCH}/features/{{backbone}}/{{split}}/{{video}}.tsv"
+        BENCH_FEATURES
     conda:
         "../../envs/models.yaml"
     threads: 1

@@ -10,7 +10,7 @@ rule finetune:
     log:
         f"{LOGS}/finetune/{{backbone}}.log",
     benchmark:
-        f"{BENCH}/finetune/{{backbone}}.tsv"
+        BENCH_FINETUNE
     conda:
         "../../envs/models.yaml"
     threads: 2

@@ -7,7 +7,7 @@ rule flow:
     log:
         f"{LOGS}/flow/{{method}}/{{video}}.log",
     benchmark:
-        f"{BENCH}/flow/{{method}}/{{video}}.tsv"
+        BENCH_FLOW
     conda:
         "../../envs/media.yaml"
     threads: 2

@@ -7,7 +7,7 @@ rule frames:
     log:
         f"{LOGS}/frames/{{video}}.log",
     benchmark:
-        f"{BENCH}/frames/{{video}}.tsv"
+        BENCH_FRAMES
     conda:
         "../../envs/media.yaml"
     threads: 2

@@ -9,7 +9,7 @@ rule prepare:
     log:
         f"{LOGS}/prepare/{{video}}.log",
     benchmark:
-        f"{BENCH}/prepare/{{video}}.tsv"
+        BENCH_PREPARE
     conda:
         "../../envs/media.yaml"
     threads: 2
