@@ -26,6 +26,7 @@ $(DEMO_DATA)/.complete: $(STAMP)
 demo: $(STAMP) $(DEMO_DATA)/.complete
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml
 	@cat results/report/index.md
+	@echo "drawn: $$(ls results/visualize/* 2>/dev/null | tr '\n' ' ')"
 
 # Debian packages some tests need (envs/debian-packages.txt): installed only as root with apt-get.
 system-packages: $(SYSTEM_STAMP)
