@@ -261,11 +261,13 @@ def pretrained_detector_params(config: dict[str, Any]) -> PretrainedDetectorPara
 
 
 def drawn_predictions(config: dict[str, Any]) -> str:
-    """The predictions that inference exports and draws: ``infer.predictions``, else the last fusion,
-    else the last model."""
+    """The predictions that inference exports and draws: ``infer.predictions``, else the fusion of the
+    most models (the first of those), else the first model."""
     if config["infer"]["predictions"]:
         return config["infer"]["predictions"]
-    return f"fusion-{list(config['fusions'])[-1]}" if config["fusions"] else list(config["models"])[-1]
+    if config["fusions"]:
+        return "fusion-" + max(config["fusions"], key=lambda f: len(config["fusions"][f]["models"]))
+    return list(config["models"])[0]
 
 
 def visualize_section(config: dict[str, Any]) -> dict[str, Any]:

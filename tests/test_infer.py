@@ -151,3 +151,18 @@ def test_real_footage_through_the_stages_that_need_no_ground_truth(tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 120
         assert len(container.streams.audio) == 0                  # the clip has none
     assert sheet.stat().st_size > 0
+
+
+def test_inference_draws_the_largest_fusion_unless_told_and_refuses_an_unknown_name():
+    import yaml
+
+    from pipeline.config import ConfigError, drawn_predictions, validate_config
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["fusions"] = dict(reversed(list(config["fusions"].items())))   # order does not matter
+    assert drawn_predictions(validate_config(yaml.safe_load(yaml.safe_dump(config)))) == "fusion-full"
+    config["infer"]["predictions"] = "rgb"
+    assert drawn_predictions(validate_config(yaml.safe_load(yaml.safe_dump(config)))) == "rgb"
+    config["infer"]["predictions"] = "fusion-nope"
+    with pytest.raises(ConfigError, match="infer.predictions names 'fusion-nope'"):
+        validate_config(config, "mine.yaml")
