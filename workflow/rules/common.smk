@@ -261,6 +261,11 @@ def demo_video():
     return video
 
 
+def demo_contact_sheets():
+    """The contact sheet that the report may show: the drawn demo video's, with a `visualize` section."""
+    return [CONTACT_SHEET.format(video=demo_video())] if "visualize" in config and VIDEO_SPLIT else []
+
+
 def final_outputs():
     """The report, every evaluation, the audio of every video (made even when no model uses it yet),
     and with a `visualize` section one eval video drawn."""
