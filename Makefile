@@ -28,6 +28,7 @@ demo: $(STAMP) $(DEMO_DATA)/.complete
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml --report results/report.html
 	@cat results/report/index.md
 	@echo "HTML report (open it in a browser): results/report.html"
+	@echo "drawn: $$(ls results/visualize/* 2>/dev/null | tr '\n' ' ')"
 
 # The self-contained HTML report of the demo's results (snakemake --report; the rules' report() outputs).
 report: $(STAMP)

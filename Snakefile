@@ -23,6 +23,12 @@ rule all:
         final_outputs,
 
 
+# `snakemake infer --config infer_videos=DIR`: every video of DIR through the trained DAG, no annotations needed.
+rule infer:
+    input:
+        infer_outputs,
+
+
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/frames.smk"
@@ -37,3 +43,4 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/fuse.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/visualize.smk"

@@ -8,6 +8,7 @@ The Snakefile calls :func:`validate_config` before any job starts; the schema at
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -19,7 +20,8 @@ import yaml
 from pipeline.models.names import arch_problem, layout_problem
 from pipeline.paper import row_problem
 from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
-                             FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
+                             FramesParams, FusionParams, InferVideoParams, ModelParams, PrepareParams,
+                             PretrainedDetectorParams, ReportParams, VisualizeParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
 CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool", "roi_op"}
@@ -118,6 +120,9 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
             problem = entry.get("paper_row") and row_problem(entry["paper_row"])
             if problem:
                 problems.append(f"{section}.{name}.paper_row: {problem}")
+    drawn = (config.get("infer") or {}).get("predictions")
+    if drawn is not None and drawn not in config["models"] and drawn not in {f"fusion-{f}" for f in config["fusions"]}:
+        problems.append(f"infer.predictions names {drawn!r}, which is neither a model nor fusion-<name> of fusions")
     reserved = {"baseline-prior"} | {f"fusion-{f}" for f in config["fusions"]}
     for name in config["models"]:
         if name in reserved or name.startswith("fusion-"):
@@ -269,3 +274,51 @@ def paper_rows(config: dict[str, Any]) -> dict[str, str]:
     rows = {name: m["paper_row"] for name, m in config["models"].items() if m.get("paper_row")}
     rows.update({f"fusion-{name}": f["paper_row"] for name, f in config["fusions"].items() if f.get("paper_row")})
     return rows
+
+
+
+# --------------------------------------------------------------------------------- inference and visualization
+
+def infer_frames_params(config: dict[str, Any]) -> FramesParams:
+    """The frames of a video without annotations: on its own timeline (``infer.time_offset``)."""
+    return dataclasses.replace(frames_params(config), time_offset=config["infer"]["time_offset"])
+
+
+def infer_audio_params(config: dict[str, Any]) -> AudioParams:
+    return dataclasses.replace(audio_params(config), time_offset=config["infer"]["time_offset"])
+
+
+def infer_video_params(config: dict[str, Any]) -> InferVideoParams:
+    return _typed(InferVideoParams, {k: config["infer"][k] for k in ("time_offset", "keyframe_margin")}, "infer")
+
+
+def pretrained_detector_params(config: dict[str, Any]) -> PretrainedDetectorParams:
+    detector = dataclasses.replace(detector_params(config), score_threshold=config["infer"]["score_threshold"])
+    return PretrainedDetectorParams(name=config["infer"]["detector"], detector=detector)
+
+
+def drawn_predictions(config: dict[str, Any]) -> str:
+    """The predictions that inference exports and draws: ``infer.predictions``, else the fusion of the
+    most models (the first of those), else the first model."""
+    if config["infer"]["predictions"]:
+        return config["infer"]["predictions"]
+    if config["fusions"]:
+        return "fusion-" + max(config["fusions"], key=lambda f: len(config["fusions"][f]["models"]))
+    return list(config["models"])[0]
+
+
+def visualize_section(config: dict[str, Any]) -> dict[str, Any]:
+    """``visualize`` with the schema's defaults, also when the config has no such section (inference draws too)."""
+    defaults = {k: v["default"] for k, v in load_schema()["properties"]["visualize"]["properties"].items()}
+    return {**defaults, **config.get("visualize", {})}
+
+
+def visualize_params(config: dict[str, Any], infer: bool) -> VisualizeParams:
+    """What the ``visualize`` stage draws on a dataset video (``infer`` False) or an inference video."""
+    section = visualize_section(config)
+    box_threshold = config["infer"]["score_threshold"] if infer and config["infer"]["detector"] != "trained" \
+        else config["detect"]["score_threshold"]
+    offset = config["infer"]["time_offset"] if infer else config["dataset"]["time_offset"]
+    return _typed(VisualizeParams, {"predictions": drawn_predictions(config), "score_threshold": section["score_threshold"],
+                                    "top_k": section["top_k"], "box_threshold": box_threshold, "time_offset": offset,
+                                    "tiles": section["tiles"], "tile_width": section["tile_width"]}, "visualize")

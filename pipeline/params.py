@@ -120,6 +120,37 @@ class DetectorParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class InferVideoParams:
+    """The ``dataset_infer`` stage: one video without annotations, keyframes on its 1 Hz grid."""
+
+    time_offset: float           # timeline second of video time 0 (infer.time_offset)
+    keyframe_margin: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedDetectorParams:
+    """The ``detect_pretrained`` stage: a COCO-trained person detector used as it is (``infer.detector``).
+    ``detector``: the detect section with ``infer``'s score threshold (arch, weights and min_size serve
+    ``fasterrcnn_coco``)."""
+
+    name: str                    # ssd_mobilenet_v2_coco | hog | fasterrcnn_coco
+    detector: DetectorParams
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualizeParams:
+    """The ``visualize`` stage: what is drawn on one video."""
+
+    predictions: str             # the model or fusion whose scores are drawn (its name, for the title)
+    score_threshold: float       # actions shown from this probability
+    top_k: int                   # actions shown per person at most
+    box_threshold: float         # person boxes shown from this detector score
+    time_offset: float           # timeline second of video time 0
+    tiles: int                   # keyframes on the contact sheet at most
+    tile_width: int              # pixels
+
+
+@dataclasses.dataclass(frozen=True)
 class BackboneParams:
     """One backbone: ``finetune`` and ``features``. Audio has no clip or ROI keys (None)."""
 

@@ -50,6 +50,30 @@ def find_video(videos_dir: str | Path, video_id: str) -> Path:
     raise InputError(videos_dir, f"no video file for video id {video_id!r} (looked for {', '.join(VIDEO_EXTENSIONS)})")
 
 
+def videos_in_folder(folder: str | Path) -> dict[str, Path]:
+    """``{video_id: file}`` of every video in ``folder`` (:data:`VIDEO_EXTENSIONS`; id = file stem), sorted by id.
+
+    A missing or empty folder, an unusable id (:func:`video_id_problem`) or two files of one id are
+    an :class:`InputError` naming the folder or the file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder of videos")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in VIDEO_EXTENSIONS or path.name.startswith("."):
+            continue
+        problem = video_id_problem(path.stem)
+        if problem:
+            raise InputError(path, problem)
+        if path.stem in found:
+            raise InputError(path, f"two videos of id {path.stem!r}: {found[path.stem].name} and {path.name}")
+        found[path.stem] = path
+    if not found:
+        raise InputError(folder, f"no video in the folder (looked for {', '.join(VIDEO_EXTENSIONS)})")
+    return dict(sorted(found.items()))
+
+
 def video_id_problem(video_id: str) -> str | None:
     """What makes ``video_id`` unusable as a file name and a shell word (None when nothing does).
 

@@ -15,7 +15,7 @@ rule audio:
         mem_mb=2000,
         runtime=30,
     params:
-        json=PARAMS_JSON["audio"],
+        json=lambda wildcards: media_params_json("audio", wildcards.video),
     shell:
         "python -m pipeline.stages.audio --video {input.video:q} --video-id={wildcards.video:q} --out {output}"
         " --params {params.json:q} > {log} 2>&1"

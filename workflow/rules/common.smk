@@ -13,18 +13,25 @@ from pipeline.config import (
     backbone_params,
     dataset_params,
     detector_params,
+    drawn_predictions,
     evaluate_params,
     flow_params,
     frames_params,
     fusion_params,
+    infer_audio_params,
+    infer_frames_params,
+    infer_video_params,
     model_backbones,
     model_params,
     prepare_params,
+    pretrained_detector_params,
     report_params,
     stage_processes,
     validate_config,
+    visualize_params,
 )
-from pipeline.data.manifest import VIDEO_EXTENSIONS, all_video_ids, find_video, read_manifest
+from pipeline.data.manifest import VIDEO_EXTENSIONS, all_video_ids, find_video, read_manifest, videos_in_folder
+from pipeline.errors import InputError
 from pipeline.media.stores import store_kind
 from pipeline.reporting import files as report_files
 from pipeline.params import to_json
@@ -70,6 +77,22 @@ elif workflow.check_envvars:  # false only for --lint, which reads the rules wit
 else:
     VIDEO_SPLIT = {}
 
+# Videos without annotations (`snakemake infer --config infer_videos=DIR`): each is a split of its own,
+# infer-{video}, that runs the dataset's stages with the trained models and no ground truth.
+INFER_CFG = config["infer"]
+try:
+    INFER_VIDEOS = videos_in_folder(config["infer_videos"]) if config["infer_videos"] else {}  # {video_id: file}
+except InputError as error:
+    raise WorkflowError(f"infer_videos: {error}") from None
+INFER_SPLIT = {video: f"infer-{video}" for video in INFER_VIDEOS}
+SPLIT_VIDEO = {split: video for video, split in INFER_SPLIT.items()}
+if set(INFER_VIDEOS) & set(VIDEO_SPLIT):
+    raise WorkflowError(
+        f"infer_videos: video ids {sorted(set(INFER_VIDEOS) & set(VIDEO_SPLIT))[:5]} are also dataset videos; "
+        "rename the files (the frame, flow and audio stores are named by video id)"
+    )
+DRAWN = drawn_predictions(config)  # the model or fusion that inference exports and draws
+
 
 # --- each stage's --params, built once (pipeline.config builds them; pipeline.params types them) ---
 PARAMS_JSON = {
@@ -80,6 +103,12 @@ PARAMS_JSON = {
     "evaluate": to_json(evaluate_params(config)),
     "report": to_json(report_params(config, BASELINE)),
     **({"prepare": to_json(prepare_params(config))} if PREPARE_CFG else {}),
+    "infer_frames": to_json(infer_frames_params(config)),
+    "infer_audio": to_json(infer_audio_params(config)),
+    "dataset_infer": to_json(infer_video_params(config)),
+    "detect_pretrained": to_json(pretrained_detector_params(config)),
+    "visualize": to_json(visualize_params(config, infer=False)),
+    "visualize_infer": to_json(visualize_params(config, infer=True)),
 }
 FLOW_JSON = {method: to_json(flow_params(config, method)) for method in config["flow"]["methods"]}
 BACKBONE_JSON = {name: to_json(backbone_params(config, name)) for name in BACKBONES}
@@ -94,7 +123,7 @@ def one_of(names):
 
 wildcard_constraints:
     video=r"[^/]+",
-    split=one_of(SPLITS),
+    split=one_of(SPLITS + list(SPLIT_VIDEO)),
     method=one_of(["farneback", "tvl1"]),
     backbone=one_of(BACKBONES),
     fusion=one_of(FUSIONS),
@@ -129,6 +158,10 @@ BASELINE_PREDICTIONS = f"{R}/predictions/{BASELINE}/{{split}}.csv"
 FUSED = f"{R}/predictions/fusion-{{fusion}}/{{split}}.csv"
 FUSED_LOGITS = f"{R}/predictions/fusion-{{fusion}}/{{split}}.logits.parquet"
 EVALUATION = f"{R}/eval/{{model}}/{{split}}.json"
+INFER_KEYFRAMES = f"{R}/infer/{{video}}/keyframes.csv"
+INFER_INFO = f"{R}/infer/{{video}}/video.json"
+VISUALIZED = f"{R}/visualize/{{video}}.mp4"
+CONTACT_SHEET = f"{R}/visualize/{{video}}.contact_sheet.png"
 REPORT_DIR = f"{R}/report"
 REPORT = f"{REPORT_DIR}/{report_files.INDEX}"
 REPORT_TABLE1 = f"{REPORT_DIR}/{report_files.TABLE1}"
@@ -138,13 +171,6 @@ REPORT_FIGURES = {
     name: [f"{REPORT_DIR}/{report_files.figure_file(name, split)}" for split in EVAL_SPLITS]
     for name in report_files.FIGURES
 }
-# Contact sheets that the report shows (results/visualize/{video}.contact_sheet.png): none unless a
-# visualization stage fills this list; the report copies each into its folder.
-REPORT_CONTACT_SHEETS = []
-REPORT_CONTACT_SHEET_COPIES = [f"{REPORT_DIR}/{report_files.contact_sheet_file(p)}" for p in REPORT_CONTACT_SHEETS]
-# Every file of the report (`all` asks for each: Snakemake re-runs a job for its missing requested outputs only).
-REPORT_OUTPUTS = [REPORT, REPORT_TABLE1, REPORT_CONFIG, *REPORT_PAGES.values(), *REPORT_CONTACT_SHEET_COPIES]
-REPORT_OUTPUTS += [path for paths in REPORT_FIGURES.values() for path in paths]
 BENCH_DETECTOR_TRAIN = f"{BENCH}/detector_train.tsv"
 BENCH_DETECT = f"{BENCH}/detect/{{split}}.tsv"
 BENCH_PREPARE = f"{BENCH}/prepare/{{video}}.tsv"
@@ -189,12 +215,26 @@ def usable_video_split():
 
 
 def videos_of(split):
-    """The usable videos of ``split`` (:func:`usable_video_split`)."""
+    """The usable videos of ``split`` (:func:`usable_video_split`), or the one video of an inference split."""
+    if split in SPLIT_VIDEO:
+        return [SPLIT_VIDEO[split]]
     return [v for v, s in usable_video_split().items() if s == split]
 
 
+def split_of(video):
+    """The split of a dataset video, or the inference split of a video of infer_videos."""
+    return INFER_SPLIT[video] if video in INFER_SPLIT else VIDEO_SPLIT[video]
+
+
+def keyframes_of(split):
+    """The keyframes CSV of a split: the dataset stage's, or dataset_infer's for an inference split."""
+    if split in SPLIT_VIDEO:
+        return INFER_KEYFRAMES.format(video=SPLIT_VIDEO[split])
+    return KEYFRAMES.format(split=split)
+
+
 def has_ground_truth(split):
-    return "ground_truth" in DATASET_CFG["splits"][split]
+    return "ground_truth" in DATASET_CFG["splits"].get(split, {})
 
 
 def ground_truth_splits():
@@ -202,7 +242,15 @@ def ground_truth_splits():
 
 
 def detected_splits():
-    return [s for s in SPLITS if s not in PRECOMPUTED]
+    """Splits whose person boxes the DAG's detector finds: the dataset's (less precomputed ones), and
+    the inference splits when infer.detector is `trained`."""
+    infer = list(SPLIT_VIDEO) if INFER_CFG["detector"] == "trained" else []
+    return [s for s in SPLITS if s not in PRECOMPUTED] + infer
+
+
+def pretrained_splits():
+    """Inference splits whose person boxes come from a pretrained COCO detector (infer.detector)."""
+    return list(SPLIT_VIDEO) if INFER_CFG["detector"] != "trained" else []
 
 
 def source_video(video):
@@ -217,6 +265,8 @@ def source_video(video):
 
 def video_path(video):
     """The video the stages read: the prepared AVA segment when dataset.prepare is set, else the dataset's file."""
+    if video in INFER_VIDEOS:
+        return str(INFER_VIDEOS[video])
     if PREPARE_CFG:
         return PREPARED.format(video=video)
     return str(find_video(dataset_path(DATASET_CFG["videos"]), video))
@@ -249,11 +299,56 @@ def prediction_names():
     return list(MODELS) + [f"fusion-{f}" for f in FUSIONS] + [BASELINE]
 
 
+def visualized(video):
+    return [VISUALIZED.format(video=video), CONTACT_SHEET.format(video=video)]
+
+
+def demo_video():
+    """The dataset video that a `visualize` section draws: visualize.video, else the first video of the
+    first eval split whose file is there and not empty. Chosen when the DAG is built (the report's
+    outputs are named after it), before the dataset stage probes the videos."""
+    video = config["visualize"].get("video")
+    if video is None:
+        candidates = [v for v, s in VIDEO_SPLIT.items() if s == EVAL_SPLITS[0]]
+        present = [v for v in candidates if (path := source_video(v)) and os.path.getsize(path) > 0]
+        video = (present or candidates)[0]
+    if video not in VIDEO_SPLIT:
+        raise WorkflowError(f"{CONFIG_SOURCE}: visualize.video {video!r} is not a video of the dataset")
+    return video
+
+
+def demo_contact_sheets():
+    """The contact sheet that the report may show: the drawn demo video's, with a `visualize` section."""
+    return [CONTACT_SHEET.format(video=demo_video())] if "visualize" in config and VIDEO_SPLIT else []
+
+
+# Contact sheets that the report shows; the report copies each into its folder.
+REPORT_CONTACT_SHEETS = demo_contact_sheets()
+REPORT_CONTACT_SHEET_COPIES = [f"{REPORT_DIR}/{report_files.contact_sheet_file(p)}" for p in REPORT_CONTACT_SHEETS]
+# Every file of the report (`all` asks for each: Snakemake re-runs a job for its missing requested outputs only).
+REPORT_OUTPUTS = [REPORT, REPORT_TABLE1, REPORT_CONFIG, *REPORT_PAGES.values(), *REPORT_CONTACT_SHEET_COPIES]
+REPORT_OUTPUTS += [path for paths in REPORT_FIGURES.values() for path in paths]
+
+
 def final_outputs(wildcards):
-    """The report, every evaluation, and the audio of every usable video (made even when no model uses it yet)."""
+    """The report, every evaluation, the audio of every usable video (made even when no model uses it
+    yet), and with a `visualize` section one eval video drawn."""
     outputs = list(REPORT_OUTPUTS)
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
     outputs += expand(AUDIO, video=list(usable_video_split()))
+    if "visualize" in config and VIDEO_SPLIT:
+        outputs += visualized(demo_video())
+    return outputs
+
+
+def infer_outputs(wildcards):
+    """What `snakemake infer` makes for every video of infer_videos: its AVA detections CSV (of the
+    drawn model or fusion) and its annotated video and contact sheet."""
+    if not INFER_VIDEOS:
+        raise WorkflowError("snakemake infer needs a folder of videos: --config infer_videos=DIR")
+    outputs = []
+    for video, split in INFER_SPLIT.items():
+        outputs += [PREDICTIONS.format(model=DRAWN, split=split)] + visualized(video)
     return outputs
 
 
@@ -313,7 +408,7 @@ def video_file(wildcards):
 def clip_window_inputs(wildcards):
     """The keyframes of the video's split when frames and flow keep only the clips' windows, else nothing."""
     if config["frames"]["window"] == "clips":
-        return {"keyframes": KEYFRAMES.format(split=VIDEO_SPLIT[wildcards.video])}
+        return {"keyframes": keyframes_of(split_of(wildcards.video))}
     return {}
 
 
@@ -337,7 +432,7 @@ def detect_inputs(wildcards):
     return {
         "checkpoint": DETECTOR,
         "frames": frames_of_split(wildcards.split),
-        "keyframes": KEYFRAMES.format(split=wildcards.split),
+        "keyframes": keyframes_of(wildcards.split),
         **optional_ground_truth(wildcards.split),
     }
 
@@ -348,6 +443,10 @@ def precomputed_inputs(wildcards):
         "keyframes": KEYFRAMES.format(split=wildcards.split),
         **optional_ground_truth(wildcards.split),
     }
+
+
+def pretrained_inputs(wildcards):
+    return {"frames": frames_of_split(wildcards.split), "keyframes": keyframes_of(wildcards.split)}
 
 
 def finetune_inputs(wildcards):
@@ -361,11 +460,11 @@ def finetune_inputs(wildcards):
 
 
 def features_inputs(wildcards):
-    split = VIDEO_SPLIT[wildcards.video]
+    split = split_of(wildcards.video)
     return {
         "weights": BACKBONE_WEIGHTS.format(backbone=wildcards.backbone),
         "store": store_path(BACKBONES[wildcards.backbone]["modality"], wildcards.video),
-        "keyframes": KEYFRAMES.format(split=split),
+        "keyframes": keyframes_of(split),
         "boxes": BOXES.format(split=split),
         "label_map": LABEL_MAP,
         **optional_ground_truth(split),
@@ -397,6 +496,21 @@ def evaluate_inputs(wildcards):
         "problems": PROBLEMS,
         "label_map": LABEL_MAP,
     }
+
+
+def visualize_inputs(wildcards):
+    split = split_of(wildcards.video)
+    return {
+        "video": video_path(wildcards.video),
+        "logits": LOGITS.format(model=DRAWN, split=split),
+        "keyframes": keyframes_of(split),
+        "label_map": LABEL_MAP,
+    }
+
+
+def media_params_json(stage, video):
+    """The frames or audio params of a video: on infer's timeline for a video of infer_videos."""
+    return PARAMS_JSON[f"infer_{stage}" if video in INFER_VIDEOS else stage]
 
 
 # --- devices and processes ------------------------------------------------------------------

@@ -20,3 +20,25 @@ checkpoint dataset:
     shell:
         "python -m pipeline.stages.dataset --params {params.json:q} --out-dir $(dirname {output.manifest})"
         " --threads {threads} > {log} 2>&1"
+
+
+rule dataset_infer:
+    """Probe a video without annotations (infer_videos) and list its keyframes: its inference split."""
+    input:
+        video=video_file,
+    output:
+        keyframes=INFER_KEYFRAMES,
+        info=INFER_INFO,
+    log:
+        f"{LOGS}/dataset_infer/{{video}}.log",
+    wildcard_constraints:
+        video=one_of(INFER_VIDEOS),
+    conda:
+        "../../envs/media.yaml"
+    params:
+        json=PARAMS_JSON["dataset_infer"],
+        split=lambda wildcards: INFER_SPLIT[wildcards.video],
+    shell:
+        "python -m pipeline.stages.dataset_infer --video {input.video:q} --video-id={wildcards.video:q}"
+        " --split {params.split:q} --keyframes {output.keyframes} --info {output.info} --params {params.json:q}"
+        " > {log} 2>&1"

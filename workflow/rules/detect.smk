@@ -78,3 +78,31 @@ rule detect_precomputed:
         "python -m pipeline.stages.detect_precomputed --boxes {input.boxes:q} --keyframes {input.keyframes}"
         " --out {output.boxes} --metrics {output.metrics} {params.ground_truth} --params {params.json:q}"
         " > {log} 2>&1"
+
+
+rule detect_pretrained:
+    """Person boxes of an inference split from a pretrained COCO detector (infer.detector), no ground truth."""
+    input:
+        unpack(pretrained_inputs),
+    output:
+        boxes=BOXES,
+        metrics=DETECT_METRICS,
+        provenance=provenance_of(BOXES),
+    log:
+        f"{LOGS}/detect/{{split}}.pretrained.log",
+    benchmark:
+        f"{BENCH}/detect/{{split}}.pretrained.tsv"
+    wildcard_constraints:
+        split=one_of(pretrained_splits()),
+    conda:
+        "../../envs/models.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=gpus("detect"),
+    params:
+        json=PARAMS_JSON["detect_pretrained"],
+    shell:
+        "python -m pipeline.stages.detect_pretrained --frames {input.frames} --keyframes {input.keyframes}"
+        " --out {output.boxes} --metrics {output.metrics} --params {params.json:q} --threads {threads} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule frames:
         mem_mb=1000,
         runtime=30,
     params:
-        json=PARAMS_JSON["frames"],
+        json=lambda wildcards: media_params_json("frames", wildcards.video),
         keyframes=lambda wildcards, input: flag("keyframes", input, "keyframes"),
     shell:
         "python -m pipeline.stages.frames --video {input.video:q} --video-id={wildcards.video:q} {params.keyframes}"
