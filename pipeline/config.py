@@ -15,12 +15,13 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
+from pipeline.fusion import SELECTING
 from pipeline.models.names import arch_problem
 from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
                              FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
-CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool"}
+CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool", "context_frames"}
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -77,6 +78,9 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
             for key in sorted(set(backbone) & CLIP_KEYS):
                 problems.append(f"backbones.{name}.{key}: does not apply to audio, which reads the "
                                 f"keyframe's log-mel window")
+        if modality == "audio" and backbone["finetune"].get("head") == "atr":
+            problems.append(f"backbones.{name}.finetune.head: the atr head relates a box to the picture around "
+                            f"it; audio has no picture (use linear)")
         problem = arch_problem(backbone["arch"], modality)
         if problem:
             problems.append(f"backbones.{name}.arch: {problem}")
@@ -95,6 +99,11 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         for model in fusion["models"]:
             if model not in config["models"]:
                 problems.append(f"fusions.{name}.models names {model!r}, which is not in models")
+        if fusion["strategy"] in SELECTING:
+            select = fusion.get("select_on", "val")
+            if "ground_truth" not in splits.get(select, {}):
+                problems.append(f"fusions.{name}.select_on: {fusion['strategy']} chooses its models by their AP on "
+                                f"split {select!r}, which is not a split with ground_truth in dataset.splits")
     reserved = {"baseline-prior"} | {f"fusion-{f}" for f in config["fusions"]}
     for name in config["models"]:
         if name in reserved or name.startswith("fusion-"):
@@ -220,7 +229,12 @@ def model_params(config: dict[str, Any], model: str) -> ModelParams:
 
 
 def fusion_params(config: dict[str, Any], fusion: str) -> FusionParams:
-    return _typed(FusionParams, config["fusions"][fusion], f"fusions.{fusion}")
+    """A fusion's models and strategy, and the split that chooses its models (``select_on``) for the
+    strategies that choose (else None, so that changing it re-runs nothing else)."""
+    section = config["fusions"][fusion]
+    select = section["select_on"] if section["strategy"] in SELECTING else None
+    return _typed(FusionParams, {"models": section["models"], "strategy": section["strategy"],
+                                 "select_split": select}, f"fusions.{fusion}")
 
 
 def evaluate_params(config: dict[str, Any]) -> EvaluateParams:

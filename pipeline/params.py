@@ -29,6 +29,31 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainRecipe(TrainSettings):
+    """The training recipe of a model's head (``models.*.train``): the optimizer's momentum and
+    Nesterov (SGD), the learning-rate schedule (``constant`` | ``cosine`` | ``steps``, after a linear
+    warmup of ``warmup_epochs``) and the epochs at which ``steps`` multiplies the rate by
+    ``lr_step_factor``."""
+
+    momentum: float
+    nesterov: bool
+    schedule: str                # constant | cosine | steps
+    warmup_epochs: float
+    lr_steps: list[int]
+    lr_step_factor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneRecipe(TrainRecipe):
+    """A backbone's ``finetune``: the recipe, whether batch norm is frozen (statistics and affine
+    parameters kept as pretrained) and the head trained end to end with the backbone (``linear``,
+    or ``atr``: the actor-target relation)."""
+
+    freeze_bn: bool
+    head: str                    # linear | atr
+
+
+@dataclasses.dataclass(frozen=True)
 class ComputeParams:
     """Where a torch stage runs (``compute``): device (auto | cpu | cuda), mixed precision on GPU
     (off | bf16 | fp16) and the DataLoader's worker processes."""
@@ -129,9 +154,10 @@ class BackboneParams:
     input_size: int | None
     roi_size: int | None
     roi_pool: str                # max | avg
+    context_frames: int          # time bins of the context map (1: averaged over time)
     dropout: float               # before the finetuning head's linear layer
     weights: str | None
-    finetune: TrainSettings
+    finetune: FinetuneRecipe
     seed: int
     train_box_iou: float         # detections this close to a ground-truth box are training boxes
     compute: ComputeParams
@@ -144,7 +170,7 @@ class ModelParams:
     backbones: list[str]
     combine: str                 # concat | add (several backbones)
     head: str                    # linear | atr
-    train: TrainSettings
+    train: TrainRecipe
     seed: int
     compute: ComputeParams
 
@@ -154,7 +180,8 @@ class FusionParams:
     """The ``fuse`` stage."""
 
     models: list[str]
-    strategy: str                # mean_prob | mean_logit | topk_logit
+    strategy: str                # mean_prob | mean_logit | topk_logit | topk_box_logit
+    select_split: str | None     # topk_logit: the split whose per-class AP chooses the models; else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pipeline.errors import InputError
 from pipeline.feature_store import FeatureRows, combine_features, read_features, read_model_features, write_features
 from pipeline.media.frames import encode_jpeg
 from pipeline.models.registry import build_action_model
-from pipeline.params import BackboneParams, ComputeParams, ModelParams, TrainSettings, to_json
+from pipeline.params import BackboneParams, ComputeParams, ModelParams, FinetuneRecipe, TrainRecipe, to_json
 from pipeline.scores import sigmoid
 from pipeline.stages import features as features_stage
 from pipeline.stages.features import main as features_main
@@ -36,8 +36,8 @@ LABEL_MAP = LabelMap(ids=(3, 7, 12), names=("stand", "carry", "talk"),
 KEYFRAMES = (901, 902, 903)
 CPU = ComputeParams(device="cpu", precision="off", loader_workers=0)
 BACKBONE_PARAMS = BackboneParams(
-    arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
-    weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
+    arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max", context_frames=1,
+    weights=None, finetune=FinetuneRecipe(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1, freeze_bn=False, head="linear"),
     seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
 BACKBONE = to_json(BACKBONE_PARAMS)
 
@@ -45,8 +45,8 @@ BACKBONE = to_json(BACKBONE_PARAMS)
 def model(head: str, backbones=("a",), combine: str = "concat", epochs: int = 5, weight_decay: float = 0.0001):
     """A model's parameters (one backbone unless told), for head and predict."""
     return ModelParams(backbones=list(backbones), combine=combine, head=head, seed=0, compute=CPU,
-                       train=TrainSettings(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
-                                           optimizer="adamw"))
+                       train=TrainRecipe(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
+                                           optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1))
 # two persons per keyframe: the left one stands (class 3), the right one carries (7) and talks (12)
 PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), (3,)),
            (np.array([0.55, 0.1, 0.9, 0.95], np.float32), (7, 12))]

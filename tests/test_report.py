@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 
 from pipeline.ava import formats
-from pipeline.params import (BackboneParams, ComputeParams, FusionParams, ModelParams, ReportParams, TrainSettings,
+from pipeline.params import (BackboneParams, ComputeParams, FusionParams, ModelParams, ReportParams, FinetuneRecipe, TrainRecipe,
                              to_json)
 from pipeline.stages import report
 
 LABELS = formats.LabelMap(ids=(12, 79), names=("stand", "talk to"), label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
 CPU = ComputeParams("cpu", "off", 0)
-TRAIN = TrainSettings(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw")
+RECIPE = dict(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw", momentum=0.9, nesterov=False,
+              schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1)
+TRAIN = FinetuneRecipe(**RECIPE, freeze_bn=False, head="linear")
 PARAMS = ReportParams(
     baseline="baseline-prior", eval_splits=["val"],
     backbones={"b": BackboneParams(arch="r3d_tiny", modality="rgb", clip_frames=8, clip_stride=1, input_size=112,
-                                   roi_size=7, roi_pool="max", weights=None, finetune=TRAIN, seed=0,
+                                   roi_size=7, roi_pool="max", context_frames=1, weights=None, finetune=TRAIN, seed=0,
                                    train_box_iou=0.5, dropout=0.3, compute=CPU)},
-    models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TRAIN, seed=0,
+    models={"rgb": ModelParams(backbones=["b"], combine="concat", head="linear", train=TrainRecipe(**RECIPE), seed=0,
                             compute=CPU)},
-    fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob")},
+    fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob", select_split=None)},
 )
 
 
