@@ -288,8 +288,14 @@ def predict_inputs(wildcards):
 
 
 def fuse_inputs(wildcards):
+    """The members' logits on the split; for a fusion that chooses its models per class (topk_logit),
+    also the members' evaluations on its select_on split (made from their own predictions: no cycle)."""
     models = FUSIONS[wildcards.fusion]["models"]
-    return {"logits": expand(LOGITS, model=models, split=wildcards.split), "label_map": LABEL_MAP}
+    inputs = {"logits": expand(LOGITS, model=models, split=wildcards.split), "label_map": LABEL_MAP}
+    select = fusion_params(config, wildcards.fusion).select_split
+    if select is not None:
+        inputs["selection"] = [EVALUATION.format(model=m, split=select) for m in models]
+    return inputs
 
 
 def evaluate_inputs(wildcards):
@@ -323,6 +329,11 @@ def process_threads(stage, threads):
 def flag(name, input, key):
     """``--name FILE`` when the rule's input has ``key``, else nothing."""
     return f"--{name} {input[key]}" if key in input.keys() else ""
+
+
+def flag_list(name, input, key):
+    """``--name FILE ...`` when the rule's input has ``key`` (a list of files), else nothing."""
+    return f"--{name} " + " ".join(input[key]) if key in input.keys() else ""
 
 
 def features_args(model, split):
