@@ -339,3 +339,37 @@ def test_read_features_attend_mask_of_a_non_square_input(tmp_path):
     np.testing.assert_array_equal(features.attend, ~inside)
     np.testing.assert_array_equal(features.frame_index, [0, 0, 1])
     np.testing.assert_array_equal(features.context, context)
+
+
+def test_an_atr_finetuned_end_to_end_gives_context_maps_through_time(dataset, tmp_path):
+    """finetune.head atr with frozen batch norm and context_frames 2: the stage trains the relation with the
+    backbone, the features keep two time bins of the map, and an atr head trains and predicts on them."""
+    root, stores = dataset
+    params = dataclasses.replace(BACKBONE_PARAMS, context_frames=2, finetune=dataclasses.replace(
+        BACKBONE_PARAMS.finetune, head="atr", freeze_bn=True, optimizer="sgd", schedule="cosine", epochs=1))
+    out = tmp_path / "backbone.pt"
+    assert finetune_main([
+        "--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
+        "--boxes", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["-trainB"]),
+        "--out", str(out), "--params", to_json(params), "--threads", "1", "--log-csv", str(tmp_path / "log.csv"),
+    ]) == 0
+    state = torch.load(out, weights_only=True)
+    assert any(name.startswith("key.") for name in state["head"])           # the relation was trained
+    files = []
+    for split, vid in (("train", "trainA"), ("val", "valA")):
+        path = tmp_path / f"{vid}.h5"
+        assert features_main(["--weights", str(out), "--store", str(stores[vid]), f"--video-id={vid}",
+                              "--keyframes", str(root / f"{split}.keyframes.csv"),
+                              "--boxes", str(root / f"{split}.boxes.csv"), "--ground-truth", str(root / f"{split}.gt.csv"),
+                              "--label-map", str(root / "label_map.pbtxt"), "--out", str(path),
+                              "--params", to_json(params)]) == 0
+        files.append(path)
+    with h5py.File(files[0]) as h5:
+        assert h5["context"].ndim == 5 and h5["context"].shape[2] == 2     # [K, D, 2, h, w]
+    head_params = to_json(model("atr"))
+    assert head_main(["--features", str(files[0]), "--label-map", str(root / "label_map.pbtxt"),
+                      "--out", str(tmp_path / "head.pt"), "--log-csv", str(tmp_path / "head.csv"),
+                      "--params", head_params]) == 0
+    assert predict_main(["--head", str(tmp_path / "head.pt"), "--features", str(files[1]),
+                         "--label-map", str(root / "label_map.pbtxt"), "--out", str(tmp_path / "val.csv"),
+                         "--logits", str(tmp_path / "val.parquet"), "--params", head_params]) == 0
