@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.fusion import SELECTING
 from pipeline.models.names import arch_problem
-from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
+from pipeline.params import (AblationParams, AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
                              FramesParams, FusionParams, ModelParams, PrepareParams, ReportParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
@@ -104,6 +104,18 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
             if "ground_truth" not in splits.get(select, {}):
                 problems.append(f"fusions.{name}.select_on: {fusion['strategy']} chooses its models by their AP on "
                                 f"split {select!r}, which is not a split with ground_truth in dataset.splits")
+    ablation = config.get("ablation")
+    if ablation is not None:
+        for pair in ablation["compare"]:
+            for model in pair:
+                if model not in config["models"]:
+                    problems.append(f"ablation.compare names {model!r}, which is not in models")
+        for fusion in ablation.get("fusions", []):
+            if fusion not in config["fusions"]:
+                problems.append(f"ablation.fusions names {fusion!r}, which is not in fusions")
+        split = ablation.get("split", "val")
+        if "ground_truth" not in splits.get(split, {}):
+            problems.append(f"ablation.split {split!r} is not a split with ground_truth in dataset.splits")
     reserved = {"baseline-prior"} | {f"fusion-{f}" for f in config["fusions"]}
     for name in config["models"]:
         if name in reserved or name.startswith("fusion-"):
@@ -239,6 +251,23 @@ def fusion_params(config: dict[str, Any], fusion: str) -> FusionParams:
 
 def evaluate_params(config: dict[str, Any]) -> EvaluateParams:
     return _typed(EvaluateParams, config["evaluate"], "evaluate")
+
+
+def ablation_models(config: dict[str, Any]) -> list[str]:
+    """The models that the ablation retrains: those it compares and the members of its fusions, in order."""
+    ablation = config["ablation"]
+    names = [m for pair in ablation["compare"] for m in pair]
+    names += [m for f in ablation["fusions"] for m in config["fusions"][f]["models"]]
+    return list(dict.fromkeys(names))
+
+
+def ablation_params(config: dict[str, Any]) -> AblationParams:
+    ablation = config["ablation"]
+    return AblationParams(
+        seeds=list(ablation["seeds"]), models={m: model_params(config, m) for m in ablation_models(config)},
+        fusions={f: fusion_params(config, f) for f in ablation["fusions"]},
+        compare=[list(pair) for pair in ablation["compare"]], label_type=ablation["label_type"],
+        split=ablation["split"], evaluate=evaluate_params(config))
 
 
 def report_params(config: dict[str, Any], baseline: str) -> ReportParams:

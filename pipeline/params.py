@@ -194,6 +194,20 @@ class EvaluateParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AblationParams:
+    """The ``ablation`` stage: the models (heads) and fusions retrained per seed, the pairs of models
+    compared (``[model, against]``), the label type whose classes it reports, the evaluated split."""
+
+    seeds: list[int]
+    models: dict[str, ModelParams]
+    fusions: dict[str, FusionParams]
+    compare: list[list[str]]
+    label_type: str
+    split: str
+    evaluate: EvaluateParams
+
+
+@dataclasses.dataclass(frozen=True)
 class ReportParams:
     """The ``report`` stage: what each row of the tables is made of."""
 

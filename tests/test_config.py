@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import (ConfigError, audio_params, backbone_params, clip_context_s, dataset_params, detector_params,
+from pipeline.config import (ConfigError, ablation_params, audio_params, backbone_params, clip_context_s, dataset_params, detector_params,
                              evaluate_params, flow_params, frames_params, fusion_params, load_config, model_backbones,
                              model_params, report_params, validate_config)
 from pipeline.params import BackboneParams, ParamsError, parse_params, to_json
@@ -36,6 +36,11 @@ def test_demo_config_is_valid():
         (lambda c: c["fusions"]["mean"].update(models=["rgb", "ghost"]), "ghost"),
         (lambda c: c["dataset"].update(eval_splits=["test"]), "test"),
         (lambda c: c["flow"].update(methods=["tvl1"]), "farneback"),
+        (lambda c: c["fusions"]["full"].update(select_on="train2"), "fusions.full.select_on"),
+        (lambda c: c["ablation"].update(compare=[["rgb_atr", "ghost"]]), "ablation.compare names 'ghost'"),
+        (lambda c: c["ablation"].update(fusions=["nope"]), "ablation.fusions"),
+        (lambda c: c["backbones"]["audio_vgg"]["finetune"].update(head="atr"), "audio_vgg.finetune.head"),
+        (lambda c: c["models"]["rgb"]["train"].update(schedule="linear"), "schedule"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -107,7 +112,7 @@ def test_the_schema_fills_in_every_default():
     del config["flow"]["tvl1"]["tau"]
     validate_config(config)
     assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
-    assert config["backbones"]["rgb_r3d"]["context_frames"] == 1
+    assert config["backbones"]["flow_r3d"]["context_frames"] == 1
     assert config["backbones"]["rgb_r3d"]["weights"] is None
     # the paper's recipe: SGD with momentum at a constant rate, batch norm trained, a linear head
     assert config["backbones"]["rgb_r3d"]["finetune"] == {
@@ -127,6 +132,7 @@ def test_every_stage_gets_typed_params_that_survive_their_json():
         dataset_params(config), frames_params(config), flow_params(config, "farneback"), audio_params(config),
         detector_params(config), backbone_params(config, "rgb_r3d"), backbone_params(config, "audio_vgg"),
         model_params(config, "rgb_flow"), fusion_params(config, "full"), evaluate_params(config),
+        ablation_params(config),
         report_params(config, "baseline-prior"),
     ]
     for params in built:

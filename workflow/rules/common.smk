@@ -9,6 +9,8 @@ sys.path.insert(0, workflow.basedir)
 
 from pipeline.config import (
     ConfigError,
+    ablation_models,
+    ablation_params,
     audio_params,
     backbone_params,
     dataset_params,
@@ -79,6 +81,7 @@ PARAMS_JSON = {
     "evaluate": to_json(evaluate_params(config)),
     "report": to_json(report_params(config, BASELINE)),
     **({"prepare": to_json(prepare_params(config))} if PREPARE_CFG else {}),
+    **({"ablation": to_json(ablation_params(config))} if "ablation" in config else {}),
 }
 FLOW_JSON = {method: to_json(flow_params(config, method)) for method in config["flow"]["methods"]}
 BACKBONE_JSON = {name: to_json(backbone_params(config, name)) for name in BACKBONES}
@@ -127,6 +130,8 @@ BASELINE_PREDICTIONS = f"{R}/predictions/{BASELINE}/{{split}}.csv"
 FUSED = f"{R}/predictions/fusion-{{fusion}}/{{split}}.csv"
 FUSED_LOGITS = f"{R}/predictions/fusion-{{fusion}}/{{split}}.logits.parquet"
 EVALUATION = f"{R}/eval/{{model}}/{{split}}.json"
+ABLATION = f"{R}/ablation/summary.json"
+ABLATION_MD = f"{R}/ablation/summary.md"
 REPORT = f"{R}/report/index.md"
 REPORT_TABLE1 = f"{R}/report/table1.md"
 REPORT_FIGURES = [f"{R}/report/{name}_{split}.png" for split in EVAL_SPLITS for name in ("ap_per_class", "pr_best")]
@@ -196,6 +201,7 @@ def final_outputs():
     """The report, every evaluation, and the audio of every video (made even when no model uses it yet)."""
     outputs = [REPORT]
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
+    outputs += [ABLATION, ABLATION_MD] if "ablation" in config else []
     outputs += expand(AUDIO, video=list(VIDEO_SPLIT))
     return outputs
 
@@ -296,6 +302,32 @@ def fuse_inputs(wildcards):
     if select is not None:
         inputs["selection"] = [EVALUATION.format(model=m, split=select) for m in models]
     return inputs
+
+
+def ablation_backbones():
+    """Every backbone that a model of the ablation reads, in order."""
+    return list(dict.fromkeys(b for m in ablation_models(config) for b in model_backbones(MODELS[m])))
+
+
+def ablation_inputs(wildcards):
+    split = config["ablation"]["split"]
+    backbones = ablation_backbones()
+    return {
+        "train": [p for b in backbones for p in features_of(b, TRAIN_SPLIT)],
+        "held": [p for b in backbones for p in features_of(b, split)],
+        "label_map": LABEL_MAP,
+        "ground_truth": GROUND_TRUTH.format(split=split),
+        "excluded": EXCLUDED.format(split=split),
+    }
+
+
+def ablation_args():
+    """``--train B files... --held B files...`` for each backbone of the ablation."""
+    split = config["ablation"]["split"]
+    return " ".join(
+        f"--train {b} " + " ".join(features_of(b, TRAIN_SPLIT)) + f" --held {b} " + " ".join(features_of(b, split))
+        for b in ablation_backbones()
+    )
 
 
 def evaluate_inputs(wildcards):
