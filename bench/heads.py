@@ -18,8 +18,9 @@ Python and numpy allocate (``tracemalloc``: every feature array; the process's R
 about 1 GB of imported libraries, ``floor_mb``, a fresh interpreter with torch and the pipeline
 imported, which hides smaller arrays), the growth of the traced peak per 1,000 keyframes (lazy
 against at once: ``growth_ratio``), the size of the stores, and the process's peak extrapolated to
-AVA's train split (211k keyframes) from the larger of the lazy traced and RSS growths (goal: under
-4 GB). The last line of output is one JSON object with every figure.
+AVA's train split (211k keyframes) from the larger of the lazy traced and RSS growths, plus the
+boxes, labels and masks that stay in memory for every row (``metadata_bytes_per_row`` times an
+assumed 6 rows per AVA keyframe; goal: under 4 GB). The last line of output is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 ROI_DIM, MAP_HW, CLASSES = 2048, (14, 14), 80
 PER_VIDEO = 64
 AVA_TRAIN_KEYFRAMES = 211_000
+AVA_ROWS_PER_KEYFRAME = 6      # an assumption: ~1.6 ground-truth persons and ~4-5 detections per keyframe
 GOAL_MB = 4096
 
 
@@ -86,11 +88,15 @@ def measure(paths: list[str], lazy: bool) -> dict:
     features = read_features(paths, label_map(), cache_bytes=0 if lazy else 1 << 62)
     recipe = TrainRecipe(epochs=1, lr=0.001, batch_size=64, weight_decay=0.0001, optimizer="sgd", momentum=0.9,
                          nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1)
+    resident = [v for v in vars(features).values() if isinstance(v, np.ndarray)]
+    metadata = sum(a.nbytes for a in resident if a is not features.roi and a is not features.context
+                   and a is not features.attend) / len(features)
     for head in ("linear", "atr"):
         train_head(features, ModelParams(backbones=["b"], combine="concat", head=head, train=recipe, seed=0,
                                          compute=ComputeParams("cpu", "off", 0)))
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "traced_peak_mb": tracemalloc.get_traced_memory()[1] / 2 ** 20, "seconds": time.perf_counter() - start}
+            "traced_peak_mb": tracemalloc.get_traced_memory()[1] / 2 ** 20, "seconds": time.perf_counter() - start,
+            "metadata_bytes_per_row": metadata}
 
 
 def child(paths: list[Path] | None, lazy: bool) -> dict:
@@ -107,7 +113,7 @@ def run_child(paths: list[str], lazy: bool) -> None:
     import pipeline.feature_store  # noqa: F401
     import pipeline.heads  # noqa: F401
     out = measure(paths, lazy) if paths else {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                              "traced_peak_mb": 0.0, "seconds": 0.0}
+                                              "traced_peak_mb": 0.0, "seconds": 0.0, "metadata_bytes_per_row": 0.0}
     print(json.dumps(out))
 
 
@@ -141,7 +147,9 @@ def main() -> None:
     eager_growth = (runs["at_once_2n"]["traced_peak_mb"] - runs["at_once_n"]["traced_peak_mb"]) * per_k
     rss_growth = (runs["lazy_2n"]["peak_mb"] - runs["lazy_n"]["peak_mb"]) * per_k
     # the whole process at AVA's size: its peak at 2N plus the traced growth (arrays) to 211k keyframes
-    ava_peak = runs["lazy_2n"]["peak_mb"] + max(lazy_growth, rss_growth, 0.0) * more
+    # plus the boxes, labels and masks held for every row (not seen at this size): bytes per row x AVA's rows
+    metadata_mb = runs["lazy_2n"]["metadata_bytes_per_row"] * AVA_TRAIN_KEYFRAMES * AVA_ROWS_PER_KEYFRAME / 2 ** 20
+    ava_peak = runs["lazy_2n"]["peak_mb"] + max(lazy_growth, rss_growth, 0.0) * more + metadata_mb
     eager_ava = runs["at_once_2n"]["peak_mb"] + eager_growth * more
     print(json.dumps({
         "keyframes": [videos * PER_VIDEO, 2 * videos * PER_VIDEO],
@@ -152,6 +160,9 @@ def main() -> None:
         "lazy_growth_mb_per_1k_keyframes": round(lazy_growth, 2),
         "at_once_growth_mb_per_1k_keyframes": round(eager_growth, 1),
         "growth_ratio": round(lazy_growth / eager_growth, 4) if eager_growth > 0 else None,
+        "metadata_bytes_per_row": round(runs["lazy_2n"]["metadata_bytes_per_row"], 1),
+        "ava_rows_assumed": AVA_TRAIN_KEYFRAMES * AVA_ROWS_PER_KEYFRAME,
+        "ava_metadata_mb": round(metadata_mb, 0),
         "ava_train_peak_mb_extrapolated": round(ava_peak, 0),
         "ava_train_peak_mb_at_once_extrapolated": round(eager_ava, 0),
         "goal_mb": GOAL_MB, "goal_met": bool(ava_peak < GOAL_MB),
