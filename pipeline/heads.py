@@ -28,6 +28,9 @@ from pipeline.params import ModelParams
 from pipeline.store import atomic_path
 
 ROW_BATCH = 4096
+#: Rows per forward of an ATR head when predicting: each row may bring its keyframe's context map
+#: (AVA, I3D at 224: 2048 x 14 x 14 float32, 1.6 MB), so at most this many maps are in memory at once.
+ATR_ROW_BATCH = 256
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -53,13 +56,15 @@ def head_logits(head: nn.Module, features: Features, index: np.ndarray) -> torch
 
 @torch.no_grad()
 def row_logits(head: nn.Module, features: Features, rows: np.ndarray, precision: str = "off") -> np.ndarray:
-    """Logits float32 [len(rows), C] of the rows ``rows`` of ``features``, :data:`ROW_BATCH` at a time,
+    """Logits float32 [len(rows), C] of the rows ``rows`` of ``features``, :data:`ROW_BATCH` at a time
+    (:data:`ATR_ROW_BATCH` for an ATR head, which reads a context map per keyframe),
     on the head's device (autocast per ``precision`` on CUDA)."""
     device = next(head.parameters()).device
+    step = ATR_ROW_BATCH if isinstance(head, AtrHead) else ROW_BATCH
     parts = []
-    for i in range(0, len(rows), ROW_BATCH):
+    for i in range(0, len(rows), step):
         with autocast(device, precision):
-            logits = head_logits(head, features, rows[i:i + ROW_BATCH])
+            logits = head_logits(head, features, rows[i:i + step])
         parts.append(logits.float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, features.label.shape[1]), np.float32)
 
