@@ -17,14 +17,15 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
+from pipeline.fusion import SELECTING
 from pipeline.models.names import arch_problem, layout_problem
 from pipeline.paper import row_problem
-from pipeline.params import (AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams, FlowParams,
-                             FramesParams, FusionParams, InferVideoParams, ModelParams, PrepareParams,
+from pipeline.params import (AblationParams, AudioParams, BackboneParams, DatasetParams, DetectorParams, EvaluateParams,
+                             FlowParams, FramesParams, FusionParams, InferVideoParams, ModelParams, PrepareParams,
                              PretrainedDetectorParams, ReportParams, VisualizeParams, build)
 
 #: Backbone keys that say how clips of frames or flow are sampled and pooled.
-CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool", "roi_op"}
+CLIP_KEYS = {"clip_frames", "clip_stride", "input_size", "roi_size", "roi_pool", "roi_op", "context_frames"}
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -93,6 +94,9 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
             for key in sorted(set(backbone) & CLIP_KEYS):
                 problems.append(f"backbones.{name}.{key}: does not apply to audio, which reads the "
                                 f"keyframe's log-mel window")
+        if modality == "audio" and backbone["finetune"].get("head") == "atr":
+            problems.append(f"backbones.{name}.finetune.head: the atr head relates a box to the picture around "
+                            f"it; audio has no picture (use linear)")
         problem = arch_problem(backbone["arch"], modality)
         if problem:
             problems.append(f"backbones.{name}.arch: {problem}")
@@ -115,6 +119,23 @@ def check_references(config: dict[str, Any], source: str = "config") -> None:
         for model in fusion["models"]:
             if model not in config["models"]:
                 problems.append(f"fusions.{name}.models names {model!r}, which is not in models")
+        if fusion["strategy"] in SELECTING:
+            select = fusion.get("select_on", "val")
+            if "ground_truth" not in splits.get(select, {}):
+                problems.append(f"fusions.{name}.select_on: {fusion['strategy']} chooses its models by their AP on "
+                                f"split {select!r}, which is not a split with ground_truth in dataset.splits")
+    ablation = config.get("ablation")
+    if ablation is not None:
+        for pair in ablation["compare"]:
+            for model in pair:
+                if model not in config["models"]:
+                    problems.append(f"ablation.compare names {model!r}, which is not in models")
+        for fusion in ablation.get("fusions", []):
+            if fusion not in config["fusions"]:
+                problems.append(f"ablation.fusions names {fusion!r}, which is not in fusions")
+        split = ablation.get("split", "val")
+        if "ground_truth" not in splits.get(split, {}):
+            problems.append(f"ablation.split {split!r} is not a split with ground_truth in dataset.splits")
     for section in ("models", "fusions"):
         for name, entry in config[section].items():
             problem = entry.get("paper_row") and row_problem(entry["paper_row"])
@@ -252,12 +273,33 @@ def model_params(config: dict[str, Any], model: str) -> ModelParams:
 
 
 def fusion_params(config: dict[str, Any], fusion: str) -> FusionParams:
-    section = {k: v for k, v in config["fusions"][fusion].items() if k != "paper_row"}   # the report's alone
-    return _typed(FusionParams, section, f"fusions.{fusion}")
+    """A fusion's models and strategy, and the split that chooses its models (``select_on``) for the
+    strategies that choose (else None, so that changing it re-runs nothing else)."""
+    section = config["fusions"][fusion]
+    select = section["select_on"] if section["strategy"] in SELECTING else None
+    return _typed(FusionParams, {"models": section["models"], "strategy": section["strategy"],
+                                 "select_split": select}, f"fusions.{fusion}")
 
 
 def evaluate_params(config: dict[str, Any]) -> EvaluateParams:
     return _typed(EvaluateParams, config["evaluate"], "evaluate")
+
+
+def ablation_models(config: dict[str, Any]) -> list[str]:
+    """The models that the ablation retrains: those it compares and the members of its fusions, in order."""
+    ablation = config["ablation"]
+    names = [m for pair in ablation["compare"] for m in pair]
+    names += [m for f in ablation["fusions"] for m in config["fusions"][f]["models"]]
+    return list(dict.fromkeys(names))
+
+
+def ablation_params(config: dict[str, Any]) -> AblationParams:
+    ablation = config["ablation"]
+    return AblationParams(
+        seeds=list(ablation["seeds"]), models={m: model_params(config, m) for m in ablation_models(config)},
+        fusions={f: fusion_params(config, f) for f in ablation["fusions"]},
+        compare=[list(pair) for pair in ablation["compare"]], label_type=ablation["label_type"],
+        split=ablation["split"], evaluate=evaluate_params(config))
 
 
 def report_params(config: dict[str, Any], baseline: str) -> ReportParams:

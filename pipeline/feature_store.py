@@ -12,7 +12,8 @@ Layout (``results/features/{backbone}/{split}/{video}.h5``):
   ``box_score`` float32 [N] (1 for ground truth); ``box_source`` uint8 [N] (0 ground truth,
   1 detection); ``train_mask`` bool [N]; ``label`` uint8 [N, C] (label-map order)
 - ``roi`` float16 [N, D]: ROI features; ``context`` float16 [K, D, h, w]: the time-averaged last
-  feature map of each keyframe (the actor-target relation attends to it)
+  feature map of each keyframe (the actor-target relation attends to it), or [K, D, T, h, w] with the
+  backbone's ``context_frames`` T > 1 (time bins: the relation through space and time)
 - attrs: video_id, label_ids (int64 [C]), input_height, input_width, spatial_stride, provenance.
 """
 
@@ -105,12 +106,129 @@ def _float16(values: np.ndarray, name: str) -> np.ndarray:
     return half
 
 
+#: Feature arrays whose float32 size is at most this are read into memory at once; larger ones
+#: (AVA's context maps: hundreds of GB) are read from the files a batch of rows at a time.
+CACHE_BYTES = 1 << 30
+
+
+class LazyRows:
+    """An array ``[N, ...]`` of float32 rows spread over HDF5 files, read when indexed.
+
+    ``sources``: (path, dataset name, first global row, number of rows) per file, in row order;
+    ``shape``: the whole array's shape (rows of a file with a smaller map are zero-padded at the
+    bottom and right of their last two axes). ``lazy[index]`` (int array or slice) reads only those
+    rows, file by file; ``np.asarray(lazy)`` reads everything. Files stay open once read.
+    """
+
+    def __init__(self, sources: list[tuple[str, str, int, int]], shape: tuple[int, ...]):
+        self.sources, self.shape = sources, tuple(shape)
+        self.starts = np.array([s[2] for s in sources], np.int64)
+        self.dtype = np.dtype(np.float32)
+        self._files: dict[str, h5py.File] = {}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * 4
+
+    def _file(self, path: str) -> h5py.File:
+        if path not in self._files:
+            self._files[path] = h5py.File(path, "r")
+        return self._files[path]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, tuple):
+            return self[index[0]][(slice(None), *index[1:])]
+        rows = np.arange(self.shape[0])[index] if not isinstance(index, np.ndarray) or index.dtype == bool \
+            else np.asarray(index, np.int64)
+        rows = np.atleast_1d(rows)
+        out = np.zeros((len(rows), *self.shape[1:]), np.float32)
+        owner = np.searchsorted(self.starts, rows, side="right") - 1
+        for k in np.unique(owner):
+            path, name, start, _ = self.sources[k]
+            picked = np.flatnonzero(owner == k)
+            local, inverse = np.unique(rows[picked] - start, return_inverse=True)
+            values = self._file(path)[name][local]        # h5py reads increasing indices
+            region = (slice(None),) + tuple(slice(0, n) for n in values.shape[1:])
+            out[(picked,) + region[1:]] = values[inverse]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[np.arange(self.shape[0])]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def close(self) -> None:
+        for h5 in self._files.values():
+            h5.close()
+        self._files = {}
+
+
+class CombinedRows:
+    """Several row arrays ``[N, D_i, ...]`` combined along axis 1 when indexed: ``concat`` or ``add``."""
+
+    def __init__(self, parts: list[Any], how: str):
+        self.parts, self.how = parts, how
+        first = parts[0].shape
+        width = sum(p.shape[1] for p in parts) if how == "concat" else first[1]
+        self.shape = (first[0], width, *first[2:])
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * 4
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        arrays = [np.asarray(p[index], np.float32) for p in self.parts]
+        if self.how == "concat":
+            return np.concatenate(arrays, axis=1)
+        return np.sum(arrays, axis=0, dtype=np.float32)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[np.arange(self.shape[0])]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+class OutsideMasks:
+    """The ``attend`` masks bool ``[N, h, w]`` (context cells outside each row's box), computed for
+    the rows asked for from their boxes and their file's cell size and map size."""
+
+    def __init__(self, box: np.ndarray, cell: np.ndarray, map_hw: np.ndarray, shape: tuple[int, int, int]):
+        self.box, self.cell, self.map_hw, self.shape = box, cell, map_hw, tuple(shape)
+        self.dtype = np.dtype(bool)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        rows = np.atleast_1d(np.arange(self.shape[0])[index])
+        out = np.zeros((len(rows), *self.shape[1:]), bool)
+        keys = np.concatenate([self.cell[rows], self.map_hw[rows].astype(np.float64)], axis=1)
+        groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+        for g, (cell_w, cell_h, h, w) in enumerate(groups):
+            picked = np.flatnonzero(inverse.reshape(-1) == g)
+            h, w = int(h), int(w)
+            out[picked, :h, :w] = outside_mask(torch.from_numpy(self.box[rows[picked]]), h, w,
+                                               float(cell_w), float(cell_h)).numpy()
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[np.arange(self.shape[0])]
+        return whole if dtype is None else whole.astype(dtype)
+
+
 @dataclass
 class Features:
     """The rows of several features files, with their keyframes' context maps stacked.
 
     Context maps of different sizes are zero-padded at the bottom and right; ``attend`` is false
-    there, as inside each row's box.
+    there, as inside each row's box. ``roi``, ``context`` and ``attend`` are numpy arrays, or (read
+    from files too large to hold) :class:`LazyRows`, :class:`CombinedRows`, :class:`OutsideMasks`,
+    which read or compute the rows a batch indexes; ``np.asarray`` materializes them.
     """
 
     video_id: np.ndarray     # [N] str
@@ -120,57 +238,78 @@ class Features:
     box_source: np.ndarray   # uint8 [N]
     train_mask: np.ndarray   # bool [N]
     label: np.ndarray        # uint8 [N, C]
-    roi: np.ndarray          # float32 [N, D]
-    context: np.ndarray      # float32 [K, D', h, w], all files' keyframes
+    roi: Any                 # float32 [N, D]
+    context: Any             # float32 [K, D', h, w] or [K, D', T, h, w], all files' keyframes
     frame_index: np.ndarray  # int64 [N], each row's keyframe in ``context``
-    attend: np.ndarray       # bool [N, h, w], the context cells outside each row's box
+    attend: Any              # bool [N, h, w], the context cells outside each row's box
 
     def __len__(self) -> int:
         return len(self.box_t)
 
 
-def read_features(paths: list[str | Path], label_map: LabelMap) -> Features:
-    """Read and join features files whose classes are ``label_map``'s."""
+_ROW_ARRAYS = ("t", "box", "box_t", "box_score", "box_source", "train_mask", "label")
+
+
+def read_features(paths: list[str | Path], label_map: LabelMap, cache_bytes: int = CACHE_BYTES) -> Features:
+    """Read and join features files whose classes are ``label_map``'s.
+
+    The boxes, labels and masks are read at once; the ROI features and the context maps at once
+    when each fits in ``cache_bytes`` as float32, else lazily (:class:`LazyRows`): a linear head
+    then never reads a context map, and an ATR head reads a batch's. The attend masks are computed
+    per batch (:class:`OutsideMasks`) unless everything is read at once.
+    """
     parts = []
     for path in paths:
         with h5py.File(path, "r") as h5:
             if not np.array_equal(h5.attrs["label_ids"], np.asarray(label_map.ids)):
                 raise InputError(path, "its classes are not the label map's")
-            part = {name: h5[name][:] for name in
-                    ("t", "box", "box_t", "box_score", "box_source", "train_mask", "label", "roi", "context")}
+            part: dict[str, Any] = {name: h5[name][:] for name in _ROW_ARRAYS}
+            part["roi_shape"], part["context_shape"] = h5["roi"].shape, h5["context"].shape
             part["video_id"] = str(h5.attrs["video_id"])
             stride = int(h5.attrs["spatial_stride"])
             part["cell"] = (stride / int(h5.attrs["input_width"]), stride / int(h5.attrs["input_height"]))
+            part["path"] = str(path)
         if not np.isin(part["box_t"], part["t"]).all():
             raise InputError(path, "box_t has timestamps that are not in t")
         parts.append(part)
     if not parts:
         raise ValueError("no features file given")
-    height = max(p["context"].shape[2] for p in parts)
-    width = max(p["context"].shape[3] for p in parts)
-    contexts, frame_index, attend, offset = [], [], [], 0
-    for p in parts:
-        k, _, h, w = p["context"].shape
-        padded = np.zeros((k, p["context"].shape[1], height, width), np.float32)
-        padded[:, :, :h, :w] = p["context"]
-        contexts.append(padded)
-        frame_index.append(offset + np.searchsorted(p["t"], p["box_t"]))
-        attend_map = np.zeros((len(p["box_t"]), height, width), bool)
-        attend_map[:, :h, :w] = outside_mask(torch.from_numpy(p["box"]), h, w, *p["cell"]).numpy()
-        attend.append(attend_map)
-        offset += k
+    if len({p["context_shape"][1:-2] for p in parts}) != 1 or len({p["roi_shape"][1:] for p in parts}) != 1:
+        raise InputError(paths[0], "features files of one backbone with different feature or time dimensions")
+    height = max(p["context_shape"][-2] for p in parts)
+    width = max(p["context_shape"][-1] for p in parts)
+    n_rows = sum(p["roi_shape"][0] for p in parts)
+    n_frames = sum(p["context_shape"][0] for p in parts)
+    row_starts = np.cumsum([0] + [p["roi_shape"][0] for p in parts])
+    frame_starts = np.cumsum([0] + [p["context_shape"][0] for p in parts])
+    roi = LazyRows([(p["path"], "roi", int(row_starts[i]), p["roi_shape"][0]) for i, p in enumerate(parts)],
+                   (n_rows, *parts[0]["roi_shape"][1:]))
+    context = LazyRows([(p["path"], "context", int(frame_starts[i]), p["context_shape"][0])
+                        for i, p in enumerate(parts)],
+                       (n_frames, *parts[0]["context_shape"][1:-2], height, width))
+    box = np.concatenate([p["box"] for p in parts]).astype(np.float32)
+    cell = np.concatenate([np.tile(np.array(p["cell"], np.float64), (len(p["box_t"]), 1)) for p in parts])
+    map_hw = np.concatenate([np.tile(np.array(p["context_shape"][-2:], np.int64), (len(p["box_t"]), 1))
+                             for p in parts])
+    attend = OutsideMasks(box, cell, map_hw, (n_rows, height, width))
+    if roi.nbytes <= cache_bytes:
+        roi = np.asarray(roi)
+    if context.nbytes <= cache_bytes:
+        context = np.asarray(context)
+        attend = np.asarray(attend)
     return Features(
         video_id=np.concatenate([np.full(len(p["box_t"]), p["video_id"]) for p in parts]).astype(str),
-        box=np.concatenate([p["box"] for p in parts]),
+        box=box,
         box_t=np.concatenate([p["box_t"] for p in parts]),
         box_score=np.concatenate([p["box_score"] for p in parts]),
         box_source=np.concatenate([p["box_source"] for p in parts]),
         train_mask=np.concatenate([p["train_mask"] for p in parts]),
         label=np.concatenate([p["label"] for p in parts]),
-        roi=np.concatenate([p["roi"] for p in parts]).astype(np.float32),
-        context=np.concatenate(contexts),
-        frame_index=np.concatenate(frame_index).astype(np.int64),
-        attend=np.concatenate(attend),
+        roi=roi,
+        context=context,
+        frame_index=np.concatenate([frame_starts[i] + np.searchsorted(p["t"], p["box_t"])
+                                    for i, p in enumerate(parts)]).astype(np.int64),
+        attend=attend,
     )
 
 
@@ -196,21 +335,23 @@ def combine_features(parts: list[Features], how: str, with_context: bool) -> Fea
             if a.shape != b.shape or not np.array_equal(a, b):
                 raise ValueError(f"features of backbone {k + 1} do not hold the rows of backbone 1: {field} differs")
 
-    def join(arrays: list[np.ndarray], what: str) -> np.ndarray:
+    def join(arrays: list[Any], what: str) -> Any:
+        if how == "add" and len({a.shape for a in arrays}) != 1:
+            raise ValueError(f"add needs {what} of one shape, got {[a.shape[1:] for a in arrays]}")
+        if not all(isinstance(a, np.ndarray) for a in arrays):
+            return CombinedRows(arrays, how)              # read and combined per batch
         if how == "concat":
             return np.concatenate(arrays, axis=1)
-        if len({a.shape for a in arrays}) != 1:
-            raise ValueError(f"add needs {what} of one shape, got {[a.shape[1:] for a in arrays]}")
         return np.sum(arrays, axis=0, dtype=np.float32)
 
     roi = join([p.roi for p in parts], "ROI features")
     if with_context:
-        if len({p.context.shape[2:] for p in parts}) != 1:
+        if len({tuple(p.context.shape[2:]) for p in parts}) != 1:
             raise ValueError("the atr head needs context maps of one size from every backbone, got "
                              f"{[p.context.shape[2:] for p in parts]} (make their input_size and stride agree)")
         context = join([p.context for p in parts], "context maps")
     else:
-        context = np.zeros((first.context.shape[0], 0, *first.context.shape[2:]), np.float32)
+        context = np.zeros((first.context.shape[0], 0, *first.context.shape[2:]), np.float32)   # no bytes
     return replace(first, roi=roi, context=context)
 
 

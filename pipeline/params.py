@@ -29,6 +29,31 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainRecipe(TrainSettings):
+    """The training recipe of a model's head (``models.*.train``): the optimizer's momentum and
+    Nesterov (SGD), the learning-rate schedule (``constant`` | ``cosine`` | ``steps``, after a linear
+    warmup of ``warmup_epochs``) and the epochs at which ``steps`` multiplies the rate by
+    ``lr_step_factor``."""
+
+    momentum: float
+    nesterov: bool
+    schedule: str                # constant | cosine | steps
+    warmup_epochs: float
+    lr_steps: list[int]
+    lr_step_factor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneRecipe(TrainRecipe):
+    """A backbone's ``finetune``: the recipe, whether batch norm is frozen (statistics and affine
+    parameters kept as pretrained) and the head trained end to end with the backbone (``linear``,
+    or ``atr``: the actor-target relation)."""
+
+    freeze_bn: bool
+    head: str                    # linear | atr
+
+
+@dataclasses.dataclass(frozen=True)
 class ComputeParams:
     """Where a torch stage runs (``compute``): device (auto | cpu | cuda), mixed precision on GPU
     (off | bf16 | fp16) and the DataLoader's worker processes."""
@@ -162,10 +187,11 @@ class BackboneParams:
     roi_size: int | None
     roi_pool: str                # max | avg
     roi_op: str                  # align | pool (torchvision's roi_align or roi_pool)
+    context_frames: int          # time bins of the context map (1: averaged over time)
     dropout: float               # before the finetuning head's linear layer
     weights: str | None
     weights_layout: str          # torchvision | pyslowfast | mmaction2 | caffe2
-    finetune: TrainSettings
+    finetune: FinetuneRecipe
     seed: int
     train_box_iou: float         # detections this close to a ground-truth box are training boxes
     compute: ComputeParams
@@ -178,7 +204,7 @@ class ModelParams:
     backbones: list[str]
     combine: str                 # concat | add (several backbones)
     head: str                    # linear | atr
-    train: TrainSettings
+    train: TrainRecipe
     seed: int
     compute: ComputeParams
 
@@ -188,7 +214,8 @@ class FusionParams:
     """The ``fuse`` stage."""
 
     models: list[str]
-    strategy: str                # mean_prob | mean_logit | topk_logit
+    strategy: str                # mean_prob | mean_logit | topk_logit | topk_box_logit
+    select_split: str | None     # topk_logit: the split whose per-class AP chooses the models; else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +225,20 @@ class EvaluateParams:
     iou: float
     capacity: int | None
     variant: str                 # 2019 | 2020
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationParams:
+    """The ``ablation`` stage: the models (heads) and fusions retrained per seed, the pairs of models
+    compared (``[model, against]``), the label type whose classes it reports, the evaluated split."""
+
+    seeds: list[int]
+    models: dict[str, ModelParams]
+    fusions: dict[str, FusionParams]
+    compare: list[list[str]]
+    label_type: str
+    split: str
+    evaluate: EvaluateParams
 
 
 @dataclasses.dataclass(frozen=True)

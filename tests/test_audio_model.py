@@ -13,7 +13,7 @@ from pipeline.ava.formats import AvaRows, LabelMap, write_boxes, write_ground_tr
 from pipeline.data.clips import ClipSpec, load_clip
 from pipeline.media.stores import open_store
 from pipeline.models.registry import build_action_model
-from pipeline.params import BackboneParams, ComputeParams, TrainSettings, to_json
+from pipeline.params import BackboneParams, ComputeParams, FinetuneRecipe, to_json
 from pipeline.stages.features import main as features_main
 from pipeline.stages.finetune import main as finetune_main
 
@@ -24,8 +24,8 @@ KEYFRAMES = tuple(range(901, 921))
 N_MELS, FRAMES = 16, 20
 BACKBONE = BackboneParams(
     arch="vgg_tiny", modality="audio", clip_frames=None, clip_stride=None, input_size=None, roi_size=None,
-    roi_pool="max", roi_op="align", weights_layout="torchvision", weights=None,
-    finetune=TrainSettings(epochs=6, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw"), seed=0,
+    roi_pool="max", roi_op="align", context_frames=1, weights_layout="torchvision", weights=None,
+    finetune=FinetuneRecipe(epochs=6, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1, freeze_bn=False, head="linear"), seed=0,
     train_box_iou=0.5,
     dropout=0.3, compute=ComputeParams("cpu", "off", 0))
 STANDING = np.array([0.05, 0.2, 0.35, 0.9], np.float32)

@@ -11,9 +11,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from pipeline.config import (ConfigError, audio_params, backbone_params, clip_context_s, dataset_params, detector_params,
-                             evaluate_params, fill_defaults, flow_params, frames_params, fusion_params, load_config,
-                             model_backbones,
+from pipeline.config import (ConfigError, ablation_params, audio_params, backbone_params, clip_context_s, dataset_params,
+                             detector_params, evaluate_params, fill_defaults, flow_params, frames_params, fusion_params,
+                             load_config, model_backbones,
                              model_params, report_params, validate_config)
 from pipeline.params import BackboneParams, ParamsError, parse_params, to_json
 
@@ -45,6 +45,11 @@ def test_demo_config_is_valid():
         (lambda c: c["backbones"]["rgb_r3d"].update(roi_op="warp"), "roi_op"),
         (lambda c: c["models"]["rgb"].update(paper_row="i3d_typo"), r"models\.rgb\.paper_row: 'i3d_typo' is not a row"),
         (lambda c: c["fusions"]["full"].update(paper_row="x"), r"fusions\.full\.paper_row: .*ensemble_full"),
+        (lambda c: c["fusions"]["full"].update(select_on="train2"), "fusions.full.select_on"),
+        (lambda c: c["ablation"].update(compare=[["rgb_atr", "ghost"]]), "ablation.compare names 'ghost'"),
+        (lambda c: c["ablation"].update(fusions=["nope"]), "ablation.fusions"),
+        (lambda c: c["backbones"]["audio_vgg"]["finetune"].update(head="atr"), "audio_vgg.finetune.head"),
+        (lambda c: c["models"]["rgb"]["train"].update(schedule="linear"), "schedule"),
     ],
 )
 def test_broken_configs_name_the_key(mutate, expected):
@@ -113,14 +118,19 @@ def test_a_model_may_combine_the_features_of_several_backbones():
 def test_the_schema_fills_in_every_default():
     config = demo_config()
     del config["backbones"]["rgb_r3d"]["finetune"]["weight_decay"]
+    del config["backbones"]["rgb_r3d"]["finetune"]["optimizer"]
     del config["flow"]["tvl1"]["tau"]
     validate_config(config)
     assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
     assert config["backbones"]["rgb_r3d"]["roi_op"] == "align"
     assert config["backbones"]["rgb_r3d"]["weights_layout"] == "torchvision"
+    assert config["backbones"]["flow_r3d"]["context_frames"] == 1
     assert config["backbones"]["rgb_r3d"]["weights"] is None
-    assert config["backbones"]["rgb_r3d"]["finetune"] == {"epochs": 12, "lr": 0.001, "batch_size": 8,
-                                                          "weight_decay": 0.01, "optimizer": "adamw"}
+    # the paper's recipe: SGD with momentum at a constant rate, batch norm trained, a linear head
+    assert config["backbones"]["rgb_r3d"]["finetune"] == {
+        "epochs": 12, "lr": 0.001, "batch_size": 8, "weight_decay": 0.0001, "optimizer": "sgd", "momentum": 0.9,
+        "nesterov": False, "schedule": "constant", "warmup_epochs": 0, "lr_steps": [], "lr_step_factor": 0.1,
+        "freeze_bn": False, "head": "linear"}
     assert config["detect"]["max_size"] is None
     assert config["flow"]["tvl1"]["tau"] == 0.25                      # OpenCV's default, from the schema
     assert config["flow"]["farneback"]["flags"] == 0
@@ -134,6 +144,7 @@ def test_every_stage_gets_typed_params_that_survive_their_json():
         dataset_params(config), frames_params(config), flow_params(config, "farneback"), audio_params(config),
         detector_params(config), backbone_params(config, "rgb_r3d"), backbone_params(config, "audio_vgg"),
         model_params(config, "rgb_flow"), fusion_params(config, "full"), evaluate_params(config),
+        ablation_params(config),
         report_params(config, "baseline-prior"),
     ]
     for params in built:
@@ -163,9 +174,12 @@ def test_params_json_names_what_is_missing_unknown_or_mistyped():
 def test_the_ava_configs_are_valid_and_give_every_stage_its_params(name):
     config = load_config(ROOT / "configs" / name)
     for backbone in config["backbones"]:
-        assert backbone_params(config, backbone).finetune.optimizer == "sgd"
+        recipe = backbone_params(config, backbone).finetune
+        assert (recipe.optimizer, recipe.momentum, recipe.schedule, recipe.lr, recipe.epochs, recipe.batch_size,
+                recipe.freeze_bn) == ("sgd", 0.9, "constant", 0.001, 5, 16, True)
     for model in config["models"]:
-        assert model_params(config, model).train.lr == 0.001          # the paper's constant rate
+        train = model_params(config, model).train
+        assert (train.optimizer, train.momentum, train.schedule, train.lr) == ("sgd", 0.9, "constant", 0.001)
     assert {f: fusion_params(config, f).strategy for f in config["fusions"]} == {"vision": "topk_logit",
                                                                                 "full": "topk_logit"}
     assert config["compute"]["gpus"]["finetune"] == 8                 # the paper's 8 GPUs per training

@@ -19,7 +19,7 @@ from pipeline.errors import InputError
 from pipeline.feature_store import FeatureRows, combine_features, read_features, read_model_features, write_features
 from pipeline.media.frames import encode_jpeg
 from pipeline.models.registry import build_action_model
-from pipeline.params import BackboneParams, ComputeParams, ModelParams, TrainSettings, to_json
+from pipeline.params import BackboneParams, ComputeParams, ModelParams, FinetuneRecipe, TrainRecipe, to_json
 from pipeline.scores import sigmoid
 from pipeline.stages import features as features_stage
 from pipeline.stages.features import main as features_main
@@ -37,8 +37,8 @@ KEYFRAMES = (901, 902, 903)
 CPU = ComputeParams(device="cpu", precision="off", loader_workers=0)
 BACKBONE_PARAMS = BackboneParams(
     arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
-    roi_op="align", weights_layout="torchvision",
-    weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
+    roi_op="align", context_frames=1, weights_layout="torchvision",
+    weights=None, finetune=FinetuneRecipe(epochs=2, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1, freeze_bn=False, head="linear"),
     seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
 BACKBONE = to_json(BACKBONE_PARAMS)
 
@@ -46,8 +46,8 @@ BACKBONE = to_json(BACKBONE_PARAMS)
 def model(head: str, backbones=("a",), combine: str = "concat", epochs: int = 5, weight_decay: float = 0.0001):
     """A model's parameters (one backbone unless told), for head and predict."""
     return ModelParams(backbones=list(backbones), combine=combine, head=head, seed=0, compute=CPU,
-                       train=TrainSettings(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
-                                           optimizer="adamw"))
+                       train=TrainRecipe(epochs=epochs, lr=0.01, batch_size=8, weight_decay=weight_decay,
+                                           optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1))
 # two persons per keyframe: the left one stands (class 3), the right one carries (7) and talks (12)
 PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), (3,)),
            (np.array([0.55, 0.1, 0.9, 0.95], np.float32), (7, 12))]
@@ -340,3 +340,37 @@ def test_read_features_attend_mask_of_a_non_square_input(tmp_path):
     np.testing.assert_array_equal(features.attend, ~inside)
     np.testing.assert_array_equal(features.frame_index, [0, 0, 1])
     np.testing.assert_array_equal(features.context, context)
+
+
+def test_an_atr_finetuned_end_to_end_gives_context_maps_through_time(dataset, tmp_path):
+    """finetune.head atr with frozen batch norm and context_frames 2: the stage trains the relation with the
+    backbone, the features keep two time bins of the map, and an atr head trains and predicts on them."""
+    root, stores = dataset
+    params = dataclasses.replace(BACKBONE_PARAMS, context_frames=2, finetune=dataclasses.replace(
+        BACKBONE_PARAMS.finetune, head="atr", freeze_bn=True, optimizer="sgd", schedule="cosine", epochs=1))
+    out = tmp_path / "backbone.pt"
+    assert finetune_main([
+        "--label-map", str(root / "label_map.pbtxt"), "--ground-truth", str(root / "train.gt.csv"),
+        "--boxes", str(root / "train.boxes.csv"), "--stores", str(stores["trainA"]), str(stores["-trainB"]),
+        "--out", str(out), "--params", to_json(params), "--threads", "1", "--log-csv", str(tmp_path / "log.csv"),
+    ]) == 0
+    state = torch.load(out, weights_only=True)
+    assert any(name.startswith("key.") for name in state["head"])           # the relation was trained
+    files = []
+    for split, vid in (("train", "trainA"), ("val", "valA")):
+        path = tmp_path / f"{vid}.h5"
+        assert features_main(["--weights", str(out), "--store", str(stores[vid]), f"--video-id={vid}",
+                              "--keyframes", str(root / f"{split}.keyframes.csv"),
+                              "--boxes", str(root / f"{split}.boxes.csv"), "--ground-truth", str(root / f"{split}.gt.csv"),
+                              "--label-map", str(root / "label_map.pbtxt"), "--out", str(path),
+                              "--params", to_json(params)]) == 0
+        files.append(path)
+    with h5py.File(files[0]) as h5:
+        assert h5["context"].ndim == 5 and h5["context"].shape[2] == 2     # [K, D, 2, h, w]
+    head_params = to_json(model("atr"))
+    assert head_main(["--features", str(files[0]), "--label-map", str(root / "label_map.pbtxt"),
+                      "--out", str(tmp_path / "head.pt"), "--log-csv", str(tmp_path / "head.csv"),
+                      "--params", head_params]) == 0
+    assert predict_main(["--head", str(tmp_path / "head.pt"), "--features", str(files[1]),
+                         "--label-map", str(root / "label_map.pbtxt"), "--out", str(tmp_path / "val.csv"),
+                         "--logits", str(tmp_path / "val.parquet"), "--params", head_params]) == 0

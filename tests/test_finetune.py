@@ -20,7 +20,7 @@ import torch
 from pipeline.ava.formats import AvaRows, LabelMap, write_boxes, write_ground_truth, write_label_map
 from pipeline.media.frames import encode_jpeg
 from pipeline.models.registry import build_action_model
-from pipeline.params import BackboneParams, ComputeParams, TrainSettings, to_json
+from pipeline.params import BackboneParams, ComputeParams, FinetuneRecipe, to_json
 from pipeline.training_state import resume_path
 
 FPS = 10.0
@@ -30,8 +30,8 @@ KEYFRAMES = tuple(range(901, 909))
 PERSONS = [(np.array([0.05, 0.2, 0.35, 0.9], np.float32), 3), (np.array([0.55, 0.1, 0.9, 0.95], np.float32), 7)]
 PARAMS = BackboneParams(
     arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
-    roi_op="align", weights_layout="torchvision", dropout=0.3,
-    weights=None, finetune=TrainSettings(epochs=2, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw"),
+    roi_op="align", context_frames=1, weights_layout="torchvision", dropout=0.3,
+    weights=None, finetune=FinetuneRecipe(epochs=2, lr=0.01, batch_size=4, weight_decay=0.01, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1, freeze_bn=False, head="linear"),
     seed=0, train_box_iou=0.5, compute=ComputeParams(device="cpu", precision="off", loader_workers=0))
 
 

@@ -14,7 +14,8 @@ import pytest
 from pipeline import paper
 from pipeline.ava import formats
 from pipeline.errors import InputError
-from pipeline.params import (BackboneParams, ComputeParams, FusionParams, ModelParams, ReportParams, TrainSettings,
+from pipeline.params import (BackboneParams, ComputeParams, FinetuneRecipe, FusionParams, ModelParams, ReportParams,
+                             TrainRecipe,
                              to_json)
 from pipeline.reporting import benchmarks, figures, files
 from pipeline.reporting.table1 import extends, table1
@@ -23,24 +24,27 @@ from pipeline.stages import report
 LABELS = formats.LabelMap(ids=(12, 79), names=("stand", "talk to (e.g., self, a person, a group)"),
                           label_types=("PERSON_MOVEMENT", "PERSON_INTERACTION"))
 CPU = ComputeParams("cpu", "off", 0)
-TRAIN = TrainSettings(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw")
+RECIPE = dict(epochs=1, lr=0.01, batch_size=8, weight_decay=0.0, optimizer="adamw", momentum=0.9, nesterov=False,
+              schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1)
+TRAIN = FinetuneRecipe(**RECIPE, freeze_bn=False, head="linear")
 
 
 def backbone(modality: str = "rgb", arch: str = "r3d_tiny") -> BackboneParams:
     return BackboneParams(arch=arch, modality=modality, clip_frames=8, clip_stride=1, input_size=112, roi_size=7,
-                          roi_pool="max", roi_op="align", weights_layout="torchvision", weights=None, finetune=TRAIN,
-                          seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
+                          roi_pool="max", roi_op="align", context_frames=1, weights_layout="torchvision", weights=None,
+                          finetune=TRAIN, seed=0, train_box_iou=0.5, dropout=0.3, compute=CPU)
 
 
 def model(backbones: list[str], head: str = "linear", combine: str = "concat") -> ModelParams:
-    return ModelParams(backbones=backbones, combine=combine, head=head, train=TRAIN, seed=0, compute=CPU)
+    return ModelParams(backbones=backbones, combine=combine, head=head, train=TrainRecipe(**RECIPE), seed=0,
+                       compute=CPU)
 
 
 PARAMS = ReportParams(
     baseline="baseline-prior", eval_splits=["val"],
     backbones={"b": backbone(), "f": backbone("flow/farneback")},
     models={"rgb": model(["b"]), "flow": model(["f"])},
-    fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob")},
+    fusions={"mean": FusionParams(models=["rgb", "flow"], strategy="mean_prob", select_split=None)},
     paper_rows={"rgb": "i3d_nl"}, config={"seed": 0, "models": {"rgb": {"backbone": "b"}}},
 )
 
@@ -130,7 +134,7 @@ def test_table1_finds_the_row_each_model_extends_from_the_config():
         models={"plain": model(["r"]), "with_atr": model(["r"], head="atr"), "two": model(["r", "f"], combine="add"),
                 "two_atr": model(["r", "f"], head="atr", combine="add"), "flow_only_atr": model(["f"], head="atr"),
                 "tsn": model(["t"])},
-        fusions={"all": FusionParams(models=["plain", "with_atr", "two"], strategy="topk_logit")},
+        fusions={"all": FusionParams(models=["plain", "with_atr", "two"], strategy="topk_logit", select_split="val")},
         paper_rows={"plain": "i3d_nl", "with_atr": "i3d_nl_atr", "two": "i3d_nl_rgb_flow",
                     "fusion-all": "ensemble_vision", "tsn": "tsn_resnet152"})
     maps = {"plain": 0.20, "with_atr": 0.21, "two": 0.25, "two_atr": 0.26, "flow_only_atr": 0.1, "tsn": 0.1,

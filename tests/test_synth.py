@@ -71,7 +71,7 @@ def test_layout(tiny: Path) -> None:
 def test_label_map_has_ava_ids_names_and_types(tiny: Path) -> None:
     lm = read_label_map(tiny / "annotations" / "label_map.pbtxt")
     assert lm == label_map()
-    assert lm.ids == (1, 10, 11, 12, 14, 17, 41, 64, 69, 70, 77, 79)
+    assert lm.ids == (1, 10, 11, 12, 14, 17, 41, 64, 69, 70, 77, 79, 80)
     assert lm.name(79) == "talk to (e.g., self, a person, a group)"
     assert lm.label_types[lm.index(12)] == "PERSON_MOVEMENT"
     assert lm.label_types[lm.index(41)] == "OBJECT_MANIPULATION"

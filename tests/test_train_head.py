@@ -8,7 +8,7 @@ import torch
 from pipeline.feature_store import Features
 from pipeline.heads import head_logits
 from pipeline.models.atr import outside_mask
-from pipeline.params import ComputeParams, ModelParams, TrainSettings
+from pipeline.params import ComputeParams, ModelParams, TrainRecipe
 from pipeline.stages.head import train_head
 
 torch.set_num_threads(1)
@@ -45,7 +45,7 @@ def toy_features(n_rows: int, roi_signal: bool, context_signal: bool, seed: int 
 
 def params(head: str, epochs: int = 30) -> ModelParams:
     return ModelParams(backbones=["toy"], combine="concat", head=head, seed=0, compute=ComputeParams("cpu", "off", 0),
-                       train=TrainSettings(epochs=epochs, lr=0.01, batch_size=32, weight_decay=0.0, optimizer="adamw"))
+                       train=TrainRecipe(epochs=epochs, lr=0.01, batch_size=32, weight_decay=0.0, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1))
 
 
 def accuracy(head, features: Features, column: int) -> float:

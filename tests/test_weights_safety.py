@@ -21,7 +21,7 @@ from pipeline.errors import InputError
 from pipeline.heads import load_head
 from pipeline.models.checkpoints import load_torchvision_weights
 from pipeline.models.registry import build_backbone
-from pipeline.params import BackboneParams, ComputeParams, TrainSettings, to_json
+from pipeline.params import BackboneParams, ComputeParams, FinetuneRecipe, to_json
 from pipeline.stages.features import main as features_main
 from pipeline.training_state import load_state, resume_path
 
@@ -114,8 +114,8 @@ def test_features_stage_weights(tmp_path, sentinel):
     (tmp_path / "boxes.csv").write_text("v,0902,0.1,0.2,0.5,0.9,,0.9\n")
     params = BackboneParams(
         arch="r3d_tiny", modality="rgb", clip_frames=4, clip_stride=1, input_size=32, roi_size=3, roi_pool="max",
-        roi_op="align", weights_layout="torchvision",
-        weights=None, finetune=TrainSettings(epochs=1, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw"),
+        roi_op="align", context_frames=1, weights_layout="torchvision",
+        weights=None, finetune=FinetuneRecipe(epochs=1, lr=0.01, batch_size=2, weight_decay=0.01, optimizer="adamw", momentum=0.9, nesterov=False, schedule="constant", warmup_epochs=0.0, lr_steps=[], lr_step_factor=0.1, freeze_bn=False, head="linear"),
         seed=0, train_box_iou=0.5, dropout=0.3, compute=ComputeParams(device="cpu", precision="off", loader_workers=0))
     argv = ["--weights", str(weights), "--store", str(tmp_path / "v.h5"), "--video-id=v",
             "--keyframes", str(tmp_path / "keyframes.csv"), "--boxes", str(tmp_path / "boxes.csv"),

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.models.artnet import ArtNet18
-from pipeline.models.atr import AtrHead
+from pipeline.models.atr import AtrActionClassifier, AtrHead
 from pipeline.models.i3d import I3dResNet50
 from pipeline.models.names import (ARCHS, ARTNET_ARCHS, AUDIO_ARCHS, HEADS, I3D_ARCHS, P3D_ARCHS, TORCHVISION_ARCHS,
                                    TSN_ARCHS, VIDEO_ARCHS, arch_problem, layout_problem)
@@ -76,12 +76,16 @@ def build_backbone(arch: str, modality: str, weights: str | Path | None = None,
 
 def build_action_model(arch: str, modality: str, num_classes: int, roi_size: int | None, roi_pool: str,
                        weights: str | Path | None = None, dropout: float = DROPOUT, layout: str = "torchvision",
-                       roi_op: str = "align") -> ActionClassifier:
+                       roi_op: str = "align", head: str = "linear", context_frames: int = 1) -> ActionClassifier:
     """The backbone ``arch`` with its ROI features (``roi_op``: ROIAlign or ROIPool, then ``roi_pool``
-    over the grid) and linear head (``dropout`` before it); ``weights``: a local backbone checkpoint
-    of ``layout``."""
-    return ActionClassifier(build_backbone(arch, modality, weights, layout), num_classes, roi_size, roi_pool, dropout,
-                            roi_op)
+    over the grid) and a ``linear`` head (``dropout`` before it) or the actor-target relation
+    (``atr``, on ``context_frames`` time bins); ``weights``: a local backbone checkpoint of ``layout``."""
+    backbone = build_backbone(arch, modality, weights, layout)
+    if head == "atr":
+        return AtrActionClassifier(backbone, num_classes, roi_size, roi_pool, dropout, context_frames, roi_op)
+    if head != "linear":
+        raise ValueError(f"unknown head {head!r}: expected one of {', '.join(HEADS)}")
+    return ActionClassifier(backbone, num_classes, roi_size, roi_pool, dropout, roi_op)
 
 
 def build_head(kind: str, roi_dim: int, context_dim: int, num_classes: int) -> nn.Module:

@@ -31,6 +31,7 @@ from pipeline.devices import autocast, select_device
 from pipeline.errors import InputError
 from pipeline.feature_store import feature_rows, rows_of_video, write_features
 from pipeline.media.stores import Store, open_store
+from pipeline.models.atr import keyframe_features
 from pipeline.models.registry import build_action_model
 from pipeline.params import BackboneParams, as_dict
 from pipeline.progress import progress
@@ -78,13 +79,14 @@ def _as_is(item: dict[str, Any]) -> dict[str, Any]:
 @torch.no_grad()
 def extract(model: torch.nn.Module, store_path: str | Path, spec: ClipSpec, times: np.ndarray,
             box_t: np.ndarray, boxes: np.ndarray, precision: str = "off",
-            workers: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+            workers: int = 0, context_frames: int = 1) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """ROI features and context maps of one video, on the model's device.
 
     times: int64 [K] keyframes; box_t: int64 [N] (each in ``times``); boxes: float32 [N, 4] normalized.
     ``workers`` DataLoader processes decode the next batches of clips while the model runs (none
     when there is only one batch); on CUDA the forward runs under ``precision``'s autocast, from
-    pinned memory. Returns roi float32 [N, D], context float32 [K, D, h, w] and the input (H, W)
+    pinned memory. Returns roi float32 [N, D], context float32 [K, D, h, w] (``context_frames`` > 1:
+    [K, D, bins, h, w], :func:`pipeline.models.atr.keyframe_features`) and the input (H, W)
     (audio: the window's (n_mels, frames)). On the CPU the result does not depend on ``workers``.
     """
     model.eval()
@@ -101,7 +103,7 @@ def extract(model: torch.nn.Module, store_path: str | Path, spec: ClipSpec, time
             clips = batch["clips"].to(device, non_blocking=True)
             rois = batch["rois"].to(device, non_blocking=True)
             with autocast(device, precision):
-                batch_roi, context = model.features(clips, rois)
+                batch_roi, context = keyframe_features(model, clips, rois, context_frames)
             if roi is None:
                 roi = np.zeros((len(boxes), batch_roi.shape[1]), np.float32)
             roi[batch["rows"]] = batch_roi.float().cpu().numpy()
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = select_device(params.compute.device)
     model = build_action_model(params.arch, params.modality, len(label_map), params.roi_size, params.roi_pool,
-                               roi_op=params.roi_op)
+                               roi_op=params.roi_op, head=params.finetune.head,
+                               context_frames=params.context_frames)
     state = load_torch_file(args.weights, "finetuned backbone")
     model.backbone.load_state_dict(state["backbone"])
     model.head.load_state_dict(state["head"])
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     # worker decoding beside it slows the stage down (2 workers on 2 cores: 8-30 % slower, issue 10).
     workers = params.compute.loader_workers
     roi, context, input_hw = extract(model, args.store, ClipSpec.from_params(params), times,
-                                     rows.boxes.timestamp, rows.boxes.box, params.compute.precision, workers)
+                                     rows.boxes.timestamp, rows.boxes.box, params.compute.precision, workers,
+                                     params.context_frames)
     write_features(args.out, video_id, times, rows, roi, context, input_hw,
                    model.backbone.spatial_stride, label_map, as_dict(params))
     print(f"{video_id}: {len(times)} keyframes, {len(rows.source)} boxes "

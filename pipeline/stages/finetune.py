@@ -9,8 +9,11 @@ logits over every box and class (multi-label, sigmoid). Training boxes are the g
 plus the detected person boxes (``--boxes``) that overlap one by ``train_box_iou``
 (:mod:`pipeline.detect.training_boxes`). Writes the weights only, ``{"backbone": state_dict,
 "head": state_dict}`` (``torch.load(weights_only=True)`` loads it), its provenance sidecar, and the
-CSV log of the mean loss per epoch. The optimizer (``finetune.optimizer``) runs at a constant
-learning rate, as the paper's.
+CSV log of the mean loss and last learning rate per epoch. The recipe is ``finetune``'s
+(:mod:`pipeline.models.optim`): SGD with momentum (or AdamW) at a constant rate, as the paper's, or
+with warmup and cosine or step decay; ``freeze_bn`` keeps every batch norm as pretrained
+(statistics and affine parameters); ``head: atr`` trains the actor-target relation end to end
+with the backbone (:class:`pipeline.models.atr.AtrActionClassifier`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +36,8 @@ from pipeline.detect.training_boxes import training_boxes
 from pipeline.devices import (all_reduce_sum, autocast, grad_scaler, process_group, processes_from_env, select_device,
                               share_batch_statistics)
 from pipeline.errors import InputError
-from pipeline.models.optim import make_optimizer
+from pipeline.models.optim import (batch_norm_eval, freeze_batch_norm_parameters, recipe_lr, recipe_optimizer,
+                                   set_lr)
 from pipeline.models.registry import build_action_model
 from pipeline.models.roi_head import ActionClassifier
 from pipeline.params import BackboneParams, as_dict, to_json
@@ -72,19 +76,25 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def train_epoch(model: torch.nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
-                device: torch.device, precision: str, scaler: torch.amp.GradScaler, desc: str) -> float:
+                device: torch.device, precision: str, scaler: torch.amp.GradScaler, desc: str,
+                lr_of_step: Callable[[int], float] | None = None, freeze_bn: bool = False) -> float:
     """One pass over ``loader``; returns the mean loss per box over every process (BCE with logits,
-    mean over classes).
+    mean over classes). ``lr_of_step(i)``: the learning rate of the epoch's ``i``-th step (none: the
+    optimizer's as it is); ``freeze_bn``: batch norms normalize with their running statistics.
 
     Each step's loss is normalized by the elements (boxes x classes) of the whole global batch, and
     multiplied by the number of processes that DistributedDataParallel averages over, so that the
     gradient of any number of processes is that of one process on the global batch.
     """
     model.train()
+    if freeze_bn:
+        batch_norm_eval(model)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     total, boxes = 0.0, 0.0
-    for batch in progress(loader, desc=desc, unit="batch"):
+    for step, batch in enumerate(progress(loader, desc=desc, unit="batch")):
+        if lr_of_step is not None:
+            set_lr(optimizer, lr_of_step(step))
         clips = batch["clips"].to(device, non_blocking=True)
         rois = batch["rois"].to(device, non_blocking=True)
         labels = batch["labels"].to(device, non_blocking=True)
@@ -118,10 +128,13 @@ def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: Backbon
                                  processes.world_size)   # first: it checks that the batch splits evenly
     torch.manual_seed(params.seed)
     model = build_action_model(params.arch, params.modality, num_classes, params.roi_size, params.roi_pool,
-                               params.weights, params.dropout, params.weights_layout, params.roi_op)
-    if processes.distributed:
+                               params.weights, params.dropout, params.weights_layout, params.roi_op, settings.head,
+                               params.context_frames)
+    if settings.freeze_bn:
+        freeze_batch_norm_parameters(model)
+    elif processes.distributed:
         model = share_batch_statistics(model, device)
-    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
+    optimizer = recipe_optimizer(settings, model.parameters())
     log = log if log is not None else []
     done = 0
     state = load_state(out, to_json(params)) if out is not None else None
@@ -142,9 +155,13 @@ def finetune(keyframes: list[Keyframe], stores: dict[str, Path], params: Backbon
     for epoch in range(done + 1, settings.epochs + 1):
         sampler.set_epoch(epoch)
         torch.manual_seed(epoch_seed(params.seed, epoch, processes.rank))
+        first_step = (epoch - 1) * len(sampler)
         loss = train_epoch(trained, loader, optimizer, device, params.compute.precision, scaler,
-                           desc=f"finetune epoch {epoch}")
-        row = {"epoch": epoch, "loss": loss, "seconds": time.monotonic() - start}
+                           desc=f"finetune epoch {epoch}",
+                           lr_of_step=lambda i: recipe_lr(settings, first_step + i, len(sampler)),
+                           freeze_bn=settings.freeze_bn)
+        row = {"epoch": epoch, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.monotonic() - start}
         log.append(row)
         if processes.is_main:
             print(f"epoch {epoch}: loss {loss:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)

@@ -15,63 +15,16 @@ autocast there; on the CPU in float32, so that two runs give identical weights.
 from __future__ import annotations
 
 import sys
-import time
-
-import numpy as np
-import torch
-from torch import nn
 
 from pipeline.ava.formats import read_label_map
 from pipeline.cli import add_features_argument, add_params_argument, read_params, run_stage, set_threads, stage_parser
-from pipeline.feature_store import Features, read_model_features
-from pipeline.devices import autocast, grad_scaler, select_device
-from pipeline.heads import head_logits, save_head, to_device
-from pipeline.models.optim import make_optimizer
-from pipeline.models.registry import build_head
+from pipeline.devices import select_device
+from pipeline.feature_store import read_model_features
+from pipeline.heads import save_head, train_head
 from pipeline.params import ModelParams, as_dict
 from pipeline.store import write_log_csv, write_sidecar
 
-
-def train_head(features: Features, params: ModelParams, log: list[dict[str, float]] | None = None,
-               device: torch.device | None = None) -> nn.Module:
-    """Train the head of ``params`` on the rows with ``train_mask`` on ``device`` (default: ``params.compute``'s);
-    appends {epoch, loss, seconds} to ``log``. Forward passes under ``params.compute.precision``'s
-    autocast on CUDA (fp16 with a loss scaler); on the CPU in float32, deterministic for the seed."""
-    device = device or select_device(params.compute.device)
-    precision = params.compute.precision
-    torch.manual_seed(params.seed)
-    rng = np.random.default_rng(params.seed)
-    settings = params.train
-    rows = np.flatnonzero(features.train_mask)
-    if len(rows) == 0:
-        raise ValueError("no training row (train_mask) in the features")
-    head = build_head(params.head, features.roi.shape[1], features.context.shape[1], features.label.shape[1])
-    head.to(device)
-    optimizer = make_optimizer(settings.optimizer, head.parameters(), settings.lr, settings.weight_decay)
-    scaler = grad_scaler(device, precision)
-    loss_fn = nn.BCEWithLogitsLoss()
-    start = time.monotonic()
-    head.train()
-    for epoch in range(1, settings.epochs + 1):
-        order = rng.permutation(rows)
-        total = torch.zeros((), dtype=torch.float64, device=device)   # summed on the device: no sync per step
-        for i in range(0, len(order), settings.batch_size):
-            index = np.sort(order[i:i + settings.batch_size])
-            labels = to_device(features.label[index].astype(np.float32), device)
-            with autocast(device, precision):
-                logits = head_logits(head, features, index)
-            loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.detach().double() * len(index)
-        row = {"epoch": epoch, "loss": total.item() / len(rows), "seconds": time.monotonic() - start}
-        if log is not None:
-            log.append(row)
-        if epoch == 1 or epoch % 10 == 0 or epoch == settings.epochs:
-            print(f"epoch {epoch}: loss {row['loss']:.4f} ({row['seconds']:.1f} s)", file=sys.stderr)
-    return head.eval()
+__all__ = ["main", "train_head"]
 
 
 def main(argv: list[str] | None = None) -> int:

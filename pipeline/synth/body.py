@@ -387,7 +387,7 @@ def body_at(plan: VideoPlan, index: int, t: float) -> Body | None:
     head_lean = 0.55 * trunk.tilt
     if "sing" in seg.actions:
         head_lean -= 0.2
-    if "talk" in seg.actions or seg.role == "listen":
+    if "talk" in seg.actions:              # a listener keeps still: nothing in its box says it listens
         head_lean += 0.07 * math.sin(2 * math.pi * 1.3 * t + st.phase)
     head = _add(trunk.neck, _dir(math.pi - head_lean, f), NECK_TO_HEAD * h)
     parts.append(Part("line", (trunk.neck, head), (max(1.0, 0.05 * h),), fig.skin, True))

@@ -30,6 +30,9 @@ CLASSES: tuple[SynthClass, ...] = (
     SynthClass("hug", 70, "hug (a person)"),
     SynthClass("sing", 77, "sing to (e.g., self, a person, a group)"),
     SynthClass("talk", 79, "talk to (e.g., self, a person, a group)"),
+    # the listener of a talk looks like anyone standing or sitting: only the talker beside it, outside
+    # its box, tells (the class that the actor-target relation has to find)
+    SynthClass("listen", 80, "listen to (a person)"),
 )
 
 CLASS_BY_KEY: dict[str, SynthClass] = {c.key: c for c in CLASSES}

@@ -600,7 +600,7 @@ class Planner:
             talkers = list(pair) if rng.random() < 0.6 else [pair[0]]
             schedules = speech_schedule(rng, a.t, end, [w.figure.voice_f0 for w in talkers])
             for w in (a, b):
-                actions[w.index] = frozenset({"talk"}) if w in talkers else frozenset()
+                actions[w.index] = frozenset({"talk"}) if w in talkers else frozenset({"listen"})
                 roles[w.index] = "" if w in talkers else "listen"
             for w, sched in zip(talkers, schedules):
                 voices[w.index] = sched

@@ -9,6 +9,8 @@ sys.path.insert(0, workflow.basedir)
 
 from pipeline.config import (
     ConfigError,
+    ablation_models,
+    ablation_params,
     audio_params,
     backbone_params,
     dataset_params,
@@ -109,6 +111,7 @@ PARAMS_JSON = {
     "detect_pretrained": to_json(pretrained_detector_params(config)),
     "visualize": to_json(visualize_params(config, infer=False)),
     "visualize_infer": to_json(visualize_params(config, infer=True)),
+    **({"ablation": to_json(ablation_params(config))} if "ablation" in config else {}),
 }
 FLOW_JSON = {method: to_json(flow_params(config, method)) for method in config["flow"]["methods"]}
 BACKBONE_JSON = {name: to_json(backbone_params(config, name)) for name in BACKBONES}
@@ -158,6 +161,8 @@ BASELINE_PREDICTIONS = f"{R}/predictions/{BASELINE}/{{split}}.csv"
 FUSED = f"{R}/predictions/fusion-{{fusion}}/{{split}}.csv"
 FUSED_LOGITS = f"{R}/predictions/fusion-{{fusion}}/{{split}}.logits.parquet"
 EVALUATION = f"{R}/eval/{{model}}/{{split}}.json"
+ABLATION = f"{R}/ablation/summary.json"
+ABLATION_MD = f"{R}/ablation/summary.md"
 INFER_KEYFRAMES = f"{R}/infer/{{video}}/keyframes.csv"
 INFER_INFO = f"{R}/infer/{{video}}/video.json"
 VISUALIZED = f"{R}/visualize/{{video}}.mp4"
@@ -335,6 +340,7 @@ def final_outputs(wildcards):
     yet), and with a `visualize` section one eval video drawn."""
     outputs = list(REPORT_OUTPUTS)
     outputs += expand(EVALUATION, model=prediction_names(), split=EVAL_SPLITS)
+    outputs += [ABLATION, ABLATION_MD] if "ablation" in config else []
     outputs += expand(AUDIO, video=list(usable_video_split()))
     if "visualize" in config and VIDEO_SPLIT:
         outputs += visualized(demo_video())
@@ -484,8 +490,40 @@ def predict_inputs(wildcards):
 
 
 def fuse_inputs(wildcards):
+    """The members' logits on the split; for a fusion that chooses its models per class (topk_logit),
+    also the members' evaluations on its select_on split (made from their own predictions: no cycle)."""
     models = FUSIONS[wildcards.fusion]["models"]
-    return {"logits": expand(LOGITS, model=models, split=wildcards.split), "label_map": LABEL_MAP}
+    inputs = {"logits": expand(LOGITS, model=models, split=wildcards.split), "label_map": LABEL_MAP}
+    select = fusion_params(config, wildcards.fusion).select_split
+    if select is not None:
+        inputs["selection"] = [EVALUATION.format(model=m, split=select) for m in models]
+    return inputs
+
+
+def ablation_backbones():
+    """Every backbone that a model of the ablation reads, in order."""
+    return list(dict.fromkeys(b for m in ablation_models(config) for b in model_backbones(MODELS[m])))
+
+
+def ablation_inputs(wildcards):
+    split = config["ablation"]["split"]
+    backbones = ablation_backbones()
+    return {
+        "train": [p for b in backbones for p in features_of(b, TRAIN_SPLIT)],
+        "held": [p for b in backbones for p in features_of(b, split)],
+        "label_map": LABEL_MAP,
+        "ground_truth": GROUND_TRUTH.format(split=split),
+        "excluded": EXCLUDED.format(split=split),
+    }
+
+
+def ablation_args():
+    """``--train B files... --held B files...`` for each backbone of the ablation."""
+    split = config["ablation"]["split"]
+    return " ".join(
+        f"--train {b} " + " ".join(features_of(b, TRAIN_SPLIT)) + f" --held {b} " + " ".join(features_of(b, split))
+        for b in ablation_backbones()
+    )
 
 
 def evaluate_inputs(wildcards):
@@ -535,6 +573,11 @@ def process_threads(stage, threads):
 def flag(name, input, key):
     """``--name FILE`` when the rule's input has ``key``, else nothing."""
     return f"--{name} {input[key]}" if key in input.keys() else ""
+
+
+def flag_list(name, input, key):
+    """``--name FILE ...`` when the rule's input has ``key`` (a list of files), else nothing."""
+    return f"--{name} " + " ".join(input[key]) if key in input.keys() else ""
 
 
 def features_args(model, split):

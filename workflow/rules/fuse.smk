@@ -12,6 +12,7 @@ rule fuse:
         "../../envs/models.yaml"
     params:
         json=lambda wildcards: FUSION_JSON[wildcards.fusion],
+        selection=lambda wildcards, input: flag_list("select-evaluations", input, "selection"),
     shell:
         "python -m pipeline.stages.fuse --logits {input.logits} --label-map {input.label_map} --out {output.csv}"
-        " --out-logits {output.logits} --params {params.json:q} > {log} 2>&1"
+        " --out-logits {output.logits} {params.selection} --params {params.json:q} > {log} 2>&1"
