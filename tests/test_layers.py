@@ -141,3 +141,16 @@ def test_rule_files_are_named_after_the_stages_they_hold(smk):
     stem = smk.removesuffix(".smk")
     assert rules, f"{smk} holds no rule"
     assert all(stem in rule for rule in rules), f"{smk} holds {rules}"
+
+
+def test_every_stage_runs_its_main_through_run_stage():
+    """``python -m pipeline.stages.<stage>`` ends bad input and storage failures with one line
+    (:func:`pipeline.cli.run_stage`): each stage's ``__main__`` block calls it, with the import in place."""
+    for path in sorted((PACKAGE / "stages").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                    and node.module == "pipeline.cli" for alias in node.names}
+        assert "run_stage" in imported, f"{path.name} does not import run_stage"
+        assert "raise SystemExit(run_stage(main))" in path.read_text(), f"{path.name} does not run main through run_stage"

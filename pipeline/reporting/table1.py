@@ -22,7 +22,8 @@ from pipeline.reporting.tables import Table
 Evaluations = dict[str, dict[str, dict[str, Any]]]   # {prediction: {split: evaluation JSON}}
 
 STRATEGIES = {"mean_prob": "mean of probabilities", "mean_logit": "mean of logits",
-              "topk_logit": "top-k logits (k = n//2)"}
+              "topk_logit": "per class, the top-k models' logits (k = n//2)",
+              "topk_box_logit": "per box, the top-k logits (k = n//2)"}
 FLOW_METHODS = {"tvl1": "TV-L1", "farneback": "Farneback"}
 
 

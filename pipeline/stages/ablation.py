@@ -18,7 +18,7 @@ import sys
 
 from pipeline.ablation import markdown, run_seed, summarize
 from pipeline.ava.formats import read_excluded, read_ground_truth, read_label_map
-from pipeline.cli import add_params_argument, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, set_threads, stage_parser
 from pipeline.feature_store import read_features
 from pipeline.params import AblationParams, as_dict
 from pipeline.store import provenance, write_json, write_text

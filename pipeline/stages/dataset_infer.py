@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.ava import formats
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.data.manifest import keyframes_for_split, probe_video, video_id_problem
 from pipeline.errors import InputError
 from pipeline.params import InferVideoParams
@@ -51,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

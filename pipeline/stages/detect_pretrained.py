@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.ava.formats import AvaRows, read_keyframes
-from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, set_threads, stage_parser
+from pipeline.cli import add_params_argument, add_person_box_outputs, read_params, run_stage, set_threads, stage_parser
 from pipeline.detect.keyframes import KeyframeImages
 from pipeline.detect.outputs import write_outputs
 from pipeline.detect.pretrained import PersonDetector, pretrained_detector
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.ava.formats import read_keyframes, read_label_map
-from pipeline.cli import add_params_argument, read_params, stage_parser
+from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.errors import InputError
 from pipeline.params import VisualizeParams
 from pipeline.scores import read_logits
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))
