@@ -326,7 +326,7 @@ def dataset_shape(config: dict[str, Any], videos: dict[str, int] | None, duratio
         source = f"{len(owners)} videos listed under {d['root']}"
     else:
         counted = {split: (videos or AVA_VIDEOS).get(split, 0) for split in d["splits"]}
-        source = "given (--videos)" if videos else f"AVA's ({d['root']} is not there)"
+        source = "given by --videos" if videos else f"AVA's sizes: {d['root']} is not there"
     seconds = duration_s or prepared
     if seconds is None and present:
         seconds, aspect = probe_first_video(config, counted)
@@ -357,16 +357,21 @@ def human_bytes(n: float) -> str:
 
 
 def hours_text(h: float) -> str:
+    """Hours with one decimal and their unit; under 6 minutes in minutes, under one in seconds."""
     if h == 0:
         return "–"
+    if h * 3600 < 1:
+        return "< 1 s"
+    if h * 60 < 1:
+        return f"{h * 3600:.0f} s"
     if h < 0.1:
-        return f"{h * 60:.1f} min" if h * 60 >= 0.1 else "< 0.1 min"
-    return f"{h:,.1f}"
+        return f"{h * 60:.1f} min"
+    return f"{h:,.1f} h"
 
 
 def format_table(plans: Sequence[StagePlan]) -> str:
     """The plan as a markdown table, with a total row."""
-    lines = ["| stage | jobs | GPUs per job | hours per job | disk | CPU hours | GPU hours |",
+    lines = ["| stage | jobs | GPUs per job | wall per job | disk | CPU hours | GPU hours |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for p in plans:
         lines.append(f"| {p.stage} | {p.jobs:,} | {p.gpus_per_job or '–'} | {hours_text(p.hours_per_job)} | "
@@ -424,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"torch stages on the CPU at {costs['torch_cpu']['train_gflops_per_cpu_s']:g} (training) and "
           f"{costs['torch_cpu']['infer_gflops_per_cpu_s']:g} (inference) GFLOP per CPU-second "
           f"({costs['torch_cpu']['measured']}). GPU hours: network operations over {args.gpu_tflops:g} TFLOP/s "
-          f"per GPU (assumed; --gpu-tflops). Hours per job: wall hours of one job on its GPUs, or on one CPU.")
+          f"per GPU (assumed; --gpu-tflops). Wall per job: one job on its GPUs, or on one CPU (divide by its threads). "
+          f"GPU jobs' CPU hours are their start and reading only; head and predict (small networks on cached "
+          f"features) and the evaluation are not priced beyond that.")
     return 0
 
 

@@ -84,9 +84,8 @@ def slurm_conf(root: Path, node: str, cpus: int, memory_mb: int, gpus: int, part
         "MpiDefault=none",
         "SlurmdParameters=config_overrides",
         "GresTypes=gpu",
-        "AccountingStorageTRES=gres/gpu",
         "ReturnToService=2",
-        "MinJobAge=600",
+        "MinJobAge=3600",                  # squeue (and scontrol) know a finished job for an hour
         "SlurmctldTimeout=30",
         "SlurmdTimeout=60",
         "InactiveLimit=0",
@@ -109,7 +108,7 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """The environment of a client of this cluster (sbatch, squeue, Snakemake's SLURM executor)."""
         return {**os.environ, "SLURM_CONF": str(self.root / "slurm.conf"),
-                "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"}
+                "PATH": f"{self.root / 'bin'}:{os.environ.get('PATH', '')}:/usr/sbin:/sbin"}
 
     def completed_jobs(self) -> list[dict[str, str]]:
         """One dict per finished job (jobcomp/filetxt's KEY=VALUE fields: JobId, Partition, JobState, ...)."""
@@ -117,6 +116,13 @@ class Cluster:
         if not path.exists():
             return []
         return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in path.read_text().splitlines() if line.strip()]
+
+    def job_details(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job``'s fields of a job (finished ones too, for MinJobAge): Partition,
+        NumCPUs, TresPerJob (``gres:gpu:N`` for ``--gpus=N``), ..."""
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
+                             env=self.env).stdout
+        return dict(re.findall(r"(\w+)=(\S*)", out))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted((self.root / "log").glob("*")))
@@ -136,6 +142,13 @@ def start(root: Path, partitions: list[str], cpus: int, memory_mb: int, gpus: in
         (root / "dev" / f"gpu{i}").touch()
     (root / "gres.conf").write_text(f"NodeName={node} Name=gpu File={root}/dev/gpu[0-{gpus - 1}]\n" if gpus else "")
     cluster = Cluster(root, node, {})
+    # Snakemake's SLURM jobstep runs each job's command with `srun` in an environment stripped of every
+    # SLURM_* variable but the job's ids (snakemake-executor-plugin-slurm-jobstep 0.6.1), SLURM_CONF too:
+    # on a cluster srun finds /etc/slurm/slurm.conf; here a wrapper first on PATH gives it this cluster's.
+    (root / "bin").mkdir(exist_ok=True)
+    wrapper = root / "bin" / "srun"
+    wrapper.write_text(f"#!/bin/sh\nSLURM_CONF={root}/slurm.conf exec {binary('srun')} \"$@\"\n")
+    wrapper.chmod(0o755)
     env = cluster.env
     try:
         key = root / "munge" / "munge.key"
@@ -154,6 +167,9 @@ def start(root: Path, partitions: list[str], cpus: int, memory_mb: int, gpus: in
             state = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, env=env).stdout.split()
             if state and all(s == "idle" for s in state):
                 return cluster
+            dead = [name for name, pid in cluster.processes.items() if not alive(pid)]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} stopped\n{cluster.logs()}")
             time.sleep(1)
     except BaseException:
         stop(cluster)

@@ -11,7 +11,6 @@ job is scheduled as on a cluster and runs on the CPU (``compute.device: auto``).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -83,7 +82,7 @@ def test_every_job_ran_on_slurm_in_the_cpu_partition(slurm_run, cluster):
     assert len(jobs) == sum(planned.values()), (planned, names)
     assert {job["JobState"] for job in jobs} == {"COMPLETED"}
     assert {job["Partition"] for job in jobs} == {cpu_partition()}
-    assert all("gres/gpu" not in job["Tres"] for job in jobs)
+    assert all("gpu" not in cluster.job_details(job["JobId"]).get("TresPerJob", "") for job in jobs)
     # each job asked for as many CPUs as its rule's threads (cpus_per_task: threads), capped at 2
     assert {int(job["ProcCnt"]) for job in jobs} <= {1, 2} and max(int(job["ProcCnt"]) for job in jobs) == 2
 
@@ -102,6 +101,17 @@ def test_a_job_that_asks_for_gpus_goes_to_the_gpu_partition_with_one_process_per
     jobs = cluster.completed_jobs()[before:]
     assert len(jobs) == 1 and jobs[0]["JobState"] == "COMPLETED", jobs
     assert jobs[0]["Partition"] == gpu_partition()
-    assert re.search(r"gres/gpu=2\b", jobs[0]["Tres"]), jobs[0]
+    assert cluster.job_details(jobs[0]["JobId"])["TresPerJob"] == "gres:gpu:2"
     log = (slurm_run / f"results/logs/finetune/{backbone}.log").read_text()
+    assert log.count("finetuning ") == 2, log                  # each process says what it trains
     assert (slurm_run / f"results/models/{backbone}/backbone.pt").exists(), log
+
+
+def test_where_slurm_cannot_run_the_reason_is_given(monkeypatch):
+    # what the skip of the tests above prints on a machine without root or without the packages
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    assert "needs root" in slurm_cluster.unavailable_reason()
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(slurm_cluster.shutil, "which", lambda name, path=None: None if name == "slurmd" else name)
+    reason = slurm_cluster.unavailable_reason()
+    assert "slurmd" in reason and "slurm-wlm" in reason
