@@ -123,7 +123,9 @@ def job_counts(configfile: Path, shape: DatasetShape, dataset_present: bool) -> 
     with tempfile.TemporaryDirectory(prefix="ava_plan_") as tmp:
         work = Path(tmp)
         planned = dict(config, results="results")
-        if not dataset_present:
+        if dataset_present:      # the dry run runs in the scratch folder: a relative root from here
+            planned["dataset"] = dict(config["dataset"], root=str(Path(config["dataset"]["root"]).resolve()))
+        else:
             planned["dataset"] = dict(config["dataset"], root=str(work / "data"))
             placeholder_dataset(work / "data", planned, shape.videos)
         (work / "config.yaml").write_text(yaml.safe_dump(planned))
