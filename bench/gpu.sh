@@ -6,7 +6,7 @@
 # 1. Python: .venv when it has what the pipeline needs; else the machine's python3 when it has it
 #    (with wheels carried in .whl/ installed to /tmp/site first, if any); else `make install`.
 # 2. The tiny synthetic dataset (`python -m pipeline.synth --size tiny --seed 3`) and the e2e test's
-#    tiny config (tests/test_pipeline_e2e.py `tiny_config`).
+#    tiny config (tests/tiny.py `tiny_config`).
 # 3. Two runs of the whole tiny DAG side by side: A with `compute.device: cpu`, B with
 #    `compute.device: cuda` (every torch stage on the GPU, bf16 autocast: the config's default).
 # 4. Same weights, same boxes: A's trained backbones and heads rerun the features and predict stages
@@ -109,10 +109,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def tiny_config(data: Path) -> dict:
-    spec = importlib.util.spec_from_file_location("e2e", ROOT / "tests" / "test_pipeline_e2e.py")
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
-    return e2e.tiny_config(data)
+    spec = importlib.util.spec_from_file_location("tiny", ROOT / "tests" / "tiny.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    return tiny.tiny_config(data)
 
 
 def configs(work: Path, data: Path) -> None:

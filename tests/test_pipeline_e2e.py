@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -26,54 +24,17 @@ from headless_browser import find_browser, png_size, view_snakemake_report
 from pipeline.ava import formats
 from pipeline.config import model_backbones
 from pipeline.data.manifest import read_manifest
-from pipeline.synth import configs as synth_configs
-from pipeline.reporting import files
 from pipeline.detect.pretrained import package_folder
+from pipeline.reporting import files
+from tiny import planned_jobs, prediction_csvs, snakemake, tiny_config
 
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 pytestmark = pytest.mark.slow
 
 
-def tiny_config(data_dir: Path) -> dict:
-    """The demo's config.yaml, scaled down to the tiny dataset: same keys, same code paths."""
-    return synth_configs.tiny_config(yaml.safe_load((ROOT / "config.yaml").read_text()), data_dir)
-
-
-def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> str:
-    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / config), "--cores", "2", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if done.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "results" / "logs").rglob("*.log")))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}\n{logs}")
-    return done.stdout + done.stderr
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in dry_run_output.splitlines():
-        if line.startswith("Job stats:"):
-            in_table = True
-            continue
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if in_table and match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-        elif in_table and line.strip() == "" and counts:
-            break
-    return counts
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("e2e")
-    subprocess.run([sys.executable, "-m", "pipeline.synth", "--out", str(work / "data"), "--size", "tiny", "--seed", "3"],
-                   check=True, capture_output=True)
-    (work / "config.yaml").write_text(yaml.safe_dump(tiny_config(work / "data")))
-    snakemake(work)
-    return work
+def run(tiny_run) -> Path:
+    """The tiny DAG run locally once (conftest.py's ``tiny_run``, which the SLURM test compares with)."""
+    return tiny_run
 
 
 def test_dataset_artifacts(run):
@@ -295,8 +256,7 @@ def test_the_same_seed_gives_byte_identical_predictions_twice(run, tmp_path_fact
     again = tmp_path_factory.mktemp("e2e_again")
     (again / "config.yaml").write_text(yaml.safe_dump(tiny_config(run / "data")))   # as run's, before edits
     snakemake(again)
-    first = sorted(p.relative_to(run) for p in (run / "results/predictions").rglob("*.csv"))
-    second = sorted(p.relative_to(again) for p in (again / "results/predictions").rglob("*.csv"))
+    first, second = prediction_csvs(run), prediction_csvs(again)
     assert first == second and first
     for path in first:
         assert (run / path).read_bytes() == (again / path).read_bytes(), path
