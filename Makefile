@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, torchvision, cv2, simplejpeg, snakemake, librosa, h5py, pyarrow"
 	touch $(STAMP)
 
-$(DEMO_DATA)/.complete: $(STAMP)
+# Made again when the generator changes (its code is the stamp's prerequisite).
+$(DEMO_DATA)/.complete: $(STAMP) $(wildcard pipeline/synth/*.py)
+	rm -rf $(DEMO_DATA)
 	$(PY) -m pipeline.synth --out $(DEMO_DATA) --size demo --seed 0
 	touch $@
 

@@ -16,6 +16,7 @@ PAGES = {
     "detector": "detector.html",          # the person detector's recall and precision
     "stages": "stages.html",              # wall time and peak memory per stage (benchmark files)
     "config": "config.html",              # the config
+    "ablation": "ablation.html",          # the ablation over seeds (results/ablation/summary.md), when run
 }
 
 #: The figures, one per evaluated split: name -> file pattern.

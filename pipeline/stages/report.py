@@ -146,7 +146,7 @@ def _html(table: Table | None, empty: str) -> str:
 
 def build_report(evals: Evaluations, detect: dict[str, dict[str, Any]], label_map: formats.LabelMap,
                  params: ReportParams, out_dir: Path, costs: Table | None = None,
-                 contact_sheets: list[Path] | None = None) -> str:
+                 contact_sheets: list[Path] | None = None, ablation: Path | None = None) -> str:
     """Write the Markdown report, Table I, the config, the HTML pages and the figures; return the mAP table."""
     splits = params.eval_splits
     contact_sheets = contact_sheets or []
@@ -190,6 +190,9 @@ def build_report(evals: Evaluations, detect: dict[str, dict[str, Any]], label_ma
     md += ["## Cost of each stage (Snakemake benchmark files)", "", _md(costs, no_costs), ""]
     for sheet in contact_sheets:
         md += [f"## Contact sheet: {sheet.name.split('.')[0]}", "", f"![contact sheet]({sheet.name})", ""]
+    ablation_text = ablation.read_text() if ablation is not None else None
+    if ablation_text is not None:   # the ablation stage's summary, its headings one level down
+        md += [line if not line.startswith("#") else "#" + line for line in ablation_text.splitlines()] + [""]
     md += ["Table I in the paper's form: [table1.md](table1.md). The config of this run: [config.yaml](config.yaml).",
            ""]
     config_text = yaml.safe_dump(params.config, sort_keys=False, allow_unicode=True)
@@ -205,6 +208,9 @@ def build_report(evals: Evaluations, detect: dict[str, dict[str, Any]], label_ma
         "stages": ("Cost of each stage", [note("From the Snakemake benchmark files: wall and CPU time summed over "
                                                "a stage's jobs, memory the largest peak resident set of a job."),
                                           _html(costs, no_costs)]),
+        "ablation": ("Ablations over seeds", [note("From results/ablation/summary.md: heads retrained on the cached "
+                                                   "features once per seed, mean ± sd.") , preformatted(ablation_text)]
+                     if ablation_text is not None else [note("This config has no ablation section.")]),
         "config": ("Configuration of this run", [note("The validated config, with the schema's defaults filled in."),
                                                  preformatted(config_text)]),
     }
@@ -226,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Snakemake benchmark files' folder: every *.tsv below it, a file's stage its first "
                              "part below")
     parser.add_argument("--contact-sheets", nargs="*", default=[], help="results/visualize/{video}.contact_sheet.png")
+    parser.add_argument("--ablation", default=None, help="results/ablation/summary.md, when the config has an ablation")
     parser.add_argument("--out", required=True, help="results/report/index.md; the other files go beside it")
     add_params_argument(parser, ReportParams)
     args = parser.parse_args(argv)
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.benchmark_root)
         costs = cost_table(stage_costs(sorted(root.rglob("*.tsv")), root))
     table = build_report(evals, detect, formats.read_label_map(args.label_map), params, Path(args.out).parent,
-                         costs, [Path(p) for p in args.contact_sheets])
+                         costs, [Path(p) for p in args.contact_sheets], Path(args.ablation) if args.ablation else None)
     print(table)
     return 0
 

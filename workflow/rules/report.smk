@@ -7,6 +7,7 @@ rule report:
         label_map=LABEL_MAP,
         benchmarks=benchmark_files,
         contact_sheets=REPORT_CONTACT_SHEETS,
+        ablation=[ABLATION_MD] if "ablation" in config else [],
     output:
         index=REPORT,
         table1=REPORT_TABLE1,
@@ -47,6 +48,12 @@ rule report:
             category="5. Cost",
             labels={"item": "wall time and memory per stage"},
         ),
+        ablation_page=report(
+            REPORT_PAGES["ablation"],
+            caption="../report/ablation.rst",
+            category="1. Results",
+            labels={"item": "ablations over seeds"},
+        ),
         config_page=report(
             REPORT_PAGES["config"],
             caption="../report/config.rst",
@@ -59,8 +66,9 @@ rule report:
         "../../envs/models.yaml"
     params:
         json=PARAMS_JSON["report"],
+        ablation=lambda wildcards, input: f"--ablation {input.ablation}" if input.ablation else "",
         benchmark_root=lambda wildcards: BENCH,  # read whole: more benchmark files than a command line holds
     shell:
         "python -m pipeline.stages.report --evaluations {input.evaluations} --detect-metrics {input.detect_metrics}"
         " --label-map {input.label_map} --benchmark-root {params.benchmark_root}"
-        " --contact-sheets {input.contact_sheets} --out {output.index} --params {params.json:q} > {log} 2>&1"
+        " --contact-sheets {input.contact_sheets} {params.ablation} --out {output.index} --params {params.json:q} > {log} 2>&1"
