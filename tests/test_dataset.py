@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.ava import formats
 from pipeline.data import manifest
+from pipeline.data.problems import read_problems
 from pipeline.errors import InputError
 from pipeline.media.ffmpeg import ffmpeg_exe
 from pipeline.media.frames import FrameStore
@@ -266,7 +267,7 @@ def test_a_broken_video_is_left_out_named_and_the_others_go_on(small_dataset, tm
     _bad_video(kind, videos / "a.mp4", videos / "b.mp4")
     kept = run_dataset(small_dataset, tmp_path / "out")
     assert [v.video_id for v in kept] == ["a"]
-    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    (problem,) = read_problems(tmp_path / "out" / "problems.csv")
     assert (problem.video_id, problem.split, problem.usable, problem.ground_truth_rows) == ("b", "train", False, 2)
     assert re.search(rf"videos/b\.mp4: {message}", problem.problem)
     assert set(formats.read_ground_truth(tmp_path / "out" / "train.gt.csv").video_id.tolist()) == {"a"}
@@ -279,7 +280,7 @@ def test_a_video_missing_on_disk_is_named_and_an_unlisted_one_is_reported(small_
     (videos / "b.mp4").rename(videos / "stray.mp4")
     kept = run_dataset(small_dataset, tmp_path / "out")
     assert [v.video_id for v in kept] == ["a"]
-    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    (problem,) = read_problems(tmp_path / "out" / "problems.csv")
     assert problem.video_id == "b" and "no video file for video id 'b'" in problem.problem
     assert "1 video files are in no split and are not used: stray" in capsys.readouterr().err
 
@@ -302,7 +303,7 @@ def test_ground_truth_outside_a_video_is_left_out_and_named(small_dataset, tmp_p
     assert [v.video_id for v in kept] == ["a", "b"]
     rows = formats.read_ground_truth(tmp_path / "out" / "train.gt.csv")
     assert list(zip(rows.video_id.tolist(), rows.timestamp.tolist())) == [("a", 902), ("b", 905)]
-    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    (problem,) = read_problems(tmp_path / "out" / "problems.csv")
     assert (problem.video_id, problem.usable, problem.ground_truth_rows) == ("a", True, 2)
     assert "train.csv: 2 ground-truth rows at keyframes outside the video's span [900, 906.00) s" in problem.problem
     assert "t = 906, 950; lines 2, 3" in problem.problem
@@ -318,7 +319,7 @@ def test_prepare_mode_reads_movies_to_their_end_without_decoding(small_dataset, 
     params = dataclasses.replace(small_dataset, segment=PrepareParams(start=1.0, duration=3.0))
     (info,) = run_dataset(params, tmp_path / "out")
     assert (info.video_id, info.duration_s, info.fps, info.n_frames, info.width) == ("a", 3.0, 25.0, 75, 96)
-    (problem,) = manifest.read_problems(tmp_path / "out" / "problems.csv")
+    (problem,) = read_problems(tmp_path / "out" / "problems.csv")
     assert problem.video_id == "b" and "truncated or damaged: its video packets end at" in problem.problem
     short = dataclasses.replace(small_dataset, segment=PrepareParams(start=7.0, duration=3.0))
     (videos / "b.mp4").unlink()

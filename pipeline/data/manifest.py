@@ -7,8 +7,6 @@ length, size or split reads it with :func:`read_manifest`.
 
 from __future__ import annotations
 
-import csv
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +19,7 @@ from pipeline.ava import formats
 from pipeline.errors import InputError
 from pipeline.media.probe import VideoProbe, container_end, probe
 from pipeline.params import DatasetParams, PrepareParams, SplitFiles, as_dict
-from pipeline.store import atomic_path, provenance, write_text
+from pipeline.store import atomic_path, provenance
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 #: Characters that no video id may hold: ids become file names under results/ and words of the rules'
@@ -203,18 +201,6 @@ def probe_segment(video_id: str, split: str, path: Path, time_offset: float, seg
                      height=facts.height, has_audio=facts.has_audio, time_offset=float(time_offset))
 
 
-@dataclass(frozen=True)
-class VideoProblem:
-    """A video of the annotations that is unusable, or whose annotations it does not cover, and
-    the ground-truth rows that are left out because of it (``results/dataset/problems.csv``)."""
-
-    video_id: str
-    split: str
-    usable: bool                 # False: the video is left out whole; True: only some of its rows are
-    ground_truth_rows: int
-    problem: str
-
-
 def probe_videos(ids: list[str], split: str, videos_dir: Path, time_offset: float,
                  segment: PrepareParams | None, threads: int) -> tuple[list[VideoInfo], dict[str, str]]:
     """Probe each video of a split (``threads`` at once): the manifest rows of the usable ones, in
@@ -253,26 +239,7 @@ def unlisted_videos(videos_dir: str | Path, listed: set[str]) -> list[str]:
                   if p.suffix.lower() in VIDEO_EXTENSIONS and p.stem not in listed)
 
 
-PROBLEM_COLUMNS = [f.name for f in fields(VideoProblem)]
 
-
-def write_problems(path: str | Path, problems: list[VideoProblem]) -> None:
-    """``problems.csv``: a header and a row per :class:`VideoProblem`, atomically."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(PROBLEM_COLUMNS)
-    writer.writerows([getattr(p, c) for c in PROBLEM_COLUMNS] for p in problems)
-    write_text(path, out.getvalue())
-
-
-def read_problems(path: str | Path) -> list[VideoProblem]:
-    """The rows of a ``problems.csv`` (:func:`write_problems`)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != PROBLEM_COLUMNS:
-            raise InputError(path, f"header {reader.fieldnames} is not {PROBLEM_COLUMNS}", 1)
-        return [VideoProblem(video_id=r["video_id"], split=r["split"], usable=r["usable"] == "True",
-                             ground_truth_rows=int(r["ground_truth_rows"]), problem=r["problem"]) for r in reader]
 
 
 def write_manifest(path: str | Path, videos: list[VideoInfo], params: DatasetParams) -> None:

@@ -12,7 +12,7 @@ Writes (``--out-dir``):
   end without decoding and the row describes the segment that the prepare stage will cut;
 - ``problems.csv``: a row per video left out (missing, empty, not a video, unreadable, truncated)
   and per video whose ground truth lies partly outside it
-  (:class:`pipeline.data.manifest.VideoProblem`), with the ground-truth rows left out for it: one
+  (:class:`pipeline.data.problems.VideoProblem`), with the ground-truth rows left out for it: one
   bad video never stops the others, and the evaluation names them; video files that no split
   lists are named on stderr and not used;
 - ``{split}.gt.csv``: validated ground truth, label-map classes only. Repairs, each logged on
@@ -38,8 +38,9 @@ import numpy as np
 from pipeline.ava import formats
 from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
 from pipeline.data import manifest
-from pipeline.data.manifest import (VideoInfo, VideoProblem, keyframes_for_split, probe_videos, split_video_ids,
+from pipeline.data.manifest import (VideoInfo, keyframes_for_split, probe_videos, split_video_ids,
                                     write_manifest)
+from pipeline.data.problems import VideoProblem, write_problems
 from pipeline.errors import InputError
 from pipeline.params import DatasetParams
 
@@ -179,7 +180,7 @@ def build(params: DatasetParams, out_dir: str | Path, threads: int = 1) -> list[
     if unlisted:
         print(f"{root / params.videos}: {len(unlisted)} video files are in no split and are not used: "
               f"{', '.join(unlisted[:10])}{', ...' if len(unlisted) > 10 else ''}", file=sys.stderr)
-    manifest.write_problems(out_dir / "problems.csv", problems)
+    write_problems(out_dir / "problems.csv", problems)
     write_manifest(out_dir / "manifest.parquet", videos, params)
     return videos
 

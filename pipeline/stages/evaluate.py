@@ -23,7 +23,7 @@ from pathlib import Path
 from pipeline.ava.evaluate import EvalResult, evaluate_files
 from pipeline.ava.formats import LabelMap, read_label_map
 from pipeline.cli import add_params_argument, read_params, run_stage, stage_parser
-from pipeline.data.manifest import read_problems
+from pipeline.data.problems import read_problems
 from pipeline.params import EvaluateParams, as_dict
 from pipeline.store import provenance, write_json
 
