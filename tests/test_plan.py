@@ -9,9 +9,7 @@ disk per stage are within a factor of what the tiny run (conftest.py's ``tiny_ru
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -105,15 +103,10 @@ def test_main_prints_the_table(capsys):
     assert "4 train, 2 val (given by --videos)" in out
 
 
-def benchmark_cpu_s(run: Path, pattern: str) -> float:
-    total = 0.0
-    for path in run.glob(f"results/benchmarks/{pattern}"):
-        with path.open() as f:
-            total += float(next(csv.DictReader(f, delimiter="\t"))["cpu_time"])
-    return total
-
-
-def test_the_tiny_plan_is_within_a_factor_of_what_the_tiny_run_measured(tiny_run):
+def test_the_tiny_plan_counts_the_jobs_and_the_disk_of_the_tiny_run(tiny_run):
+    """The plan's job counts equal Snakemake's, and its disk is within a factor of what the run wrote.
+    CPU hours are not compared here: CPU time depends on the machine and its load (a loaded machine
+    spins its OpenMP threads), so planned against measured CPU time is bench/plan_costs.py's figure."""
     config = load_config(tiny_run / "config.yaml")
     shape, present = plan.dataset_shape(config, None, None, 16 / 9, 3.0)
     assert present and sum(shape.videos.values()) == len(list((tiny_run / "results/frames").glob("*.h5")))
@@ -122,18 +115,6 @@ def test_the_tiny_plan_is_within_a_factor_of_what_the_tiny_run_measured(tiny_run
     dag.pop("all", None)
     assert counts == dag
     rows = plan.stage_plans(config, shape, counts, plan.load_costs(plan.COSTS), 50.0)
-    cpu_h = {}
-    for p in rows:
-        rule = p.stage.split(" ")[0]
-        cpu_h[rule] = cpu_h.get(rule, 0.0) + p.cpu_hours
-    # the stages whose CPU time is their work (frames and audio jobs of a few seconds of video are mostly
-    # Python starting; measured on the demo: planned / measured 1.07 flow, 0.92 detector training, 1.02
-    # detection, 1.26 finetuning, 1.00 features)
-    measured = {rule: benchmark_cpu_s(tiny_run, pattern) / 3600 for rule, pattern in (
-        ("flow", "flow/*/*.tsv"), ("detector_train", "detector_train.tsv"), ("detect", "detect/*.tsv"),
-        ("finetune", "finetune/*.tsv"), ("features", "features/*/*/*.tsv"))}
-    ratios = {rule: cpu_h[rule] / measured[rule] for rule in measured}
-    assert all(1 / FACTOR < r < FACTOR for r in ratios.values()), ratios
     disk = {p.stage: p.disk_bytes for p in rows}
     written = {"frames": sum(f.stat().st_size for f in (tiny_run / "results/frames").glob("*.h5")),
                "flow (farneback)": sum(f.stat().st_size for f in (tiny_run / "results/flow/farneback").glob("*.h5"))}
