@@ -204,14 +204,19 @@ def usable_video_split():
 
     Before the dataset stage has run, a dry run (``-n``) plans with every annotated video and a
     real run waits for the stage (Snakemake re-evaluates the jobs after it): a video that cannot be
-    read is left out of every later job, and named in ``problems.csv`` and the evaluation.
+    read is left out of every later job, and named in ``problems.csv`` and the evaluation. A job run
+    by a cluster executor reads the manifest that the main process's checkpoint wrote.
     """
     try:
         manifest = checkpoints.dataset.get().output.manifest
     except IncompleteCheckpointException:
         if workflow.dryrun:
             return VIDEO_SPLIT
-        raise
+        if workflow.remote_exec and os.path.exists(MANIFEST):
+            # a cluster job's own Snakemake plans only its job: the main process ran the checkpoint before it
+            manifest = MANIFEST
+        else:
+            raise
     key = (manifest, os.path.getmtime(manifest))
     if key not in _USABLE:
         _USABLE.clear()
