@@ -9,6 +9,7 @@ which need root: elsewhere those tests are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import pytest
@@ -38,31 +40,33 @@ def video(tmp_path) -> Path:
     return path
 
 
-def mount_tmpfs(where: Path, options: str) -> None:
-    """A tmpfs at ``where`` with mount ``options``; skips the test (saying why) where mounting is not allowed."""
+@contextlib.contextmanager
+def tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A tmpfs at ``where`` with mount ``options``, unmounted afterwards; skips the test (saying why)
+    where mounting is not allowed."""
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs (a full or read-only disk) needs root; not root here")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 96 KiB file system, too small for the frames of a 4 s video."""
-    where = tmp_path / "small"
-    mount_tmpfs(where, "size=96k")
-    yield where
-    subprocess.run(["umount", str(where)], check=False)
+    with tmpfs(tmp_path / "small", "size=96k") as where:
+        yield where
 
 
 @pytest.fixture
 def read_only_disk(tmp_path):
-    where = tmp_path / "ro"
-    mount_tmpfs(where, "ro,size=1m")
-    yield where
-    subprocess.run(["umount", str(where)], check=False)
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as where:
+        yield where
 
 
 def run_frames(video: Path, out: Path) -> subprocess.CompletedProcess:
