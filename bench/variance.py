@@ -2,7 +2,7 @@
 
 Runs the whole DAG from scratch under each setting, in the same run, on the tiny synthetic dataset
 (``pipeline.synth.configs.tiny_config``: minutes a run) or with ``--size demo`` on the demo's
-(``config.yaml`` on ``data/demo``, which ``make demo`` writes: about ten minutes a run):
+(``config.yaml`` on ``data/demo``, which ``make demo`` writes: about seven minutes a run):
 
 - ``again`` (with ``--again``): the reference setting a second time (a run is identical to itself:
   ``tests/test_pipeline_e2e.py`` checks it byte for byte, so it is left out by default);
