@@ -223,9 +223,14 @@ def probe_videos(ids: list[str], split: str, videos_dir: Path, time_offset: floa
     return usable, problems
 
 
+def video_spans(videos: list[VideoInfo]) -> dict[str, tuple[float, float]]:
+    """Video id -> its span on the timeline, (offset, offset + duration) in seconds."""
+    return {v.video_id: (v.time_offset, v.time_offset + v.duration_s) for v in videos}
+
+
 def outside_video(gt: formats.AvaRows, videos: list[VideoInfo]) -> np.ndarray:
     """bool [n]: ground-truth rows whose keyframe lies outside its video's span [offset, offset + duration)."""
-    span = {v.video_id: (v.time_offset, v.time_offset + v.duration_s) for v in videos}
+    span = video_spans(videos)
     return np.fromiter((not (span[v][0] <= t < span[v][1]) if v in span else False
                         for v, t in zip(gt.video_id.tolist(), gt.timestamp.tolist())), dtype=bool, count=len(gt))
 

@@ -110,7 +110,7 @@ def left_out_problems(gt: formats.AvaRows | None, videos: list[VideoInfo], unusa
     of_unusable = np.isin(gt.video_id, list(unusable)) if unusable else np.zeros(len(gt), dtype=bool)
     problems += [VideoProblem(v, split, False, int((gt.video_id == v).sum()), why) for v, why in unusable.items()]
     outside = manifest.outside_video(gt, videos)
-    spans = {v.video_id: (v.time_offset, v.time_offset + v.duration_s) for v in videos}
+    spans = manifest.video_spans(videos)
     for video_id in dict.fromkeys(gt.video_id[outside].tolist()):
         rows = np.flatnonzero(outside & (gt.video_id == video_id))
         start, end = spans[video_id]
